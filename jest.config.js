@@ -1,0 +1,19 @@
+// Tiers by file name: *.spec.ts needs nothing, *.int-spec.ts needs PostgreSQL/Redis (and later libvirt),
+// test/e2e/** starts the whole system.
+const moduleNameMapper = {
+  '^@strata/(domain|event-store|read-models|config|jobs|hypervisor)$': '<rootDir>/libs/$1/src',
+  '^@strata/api$': '<rootDir>/apps/api/src',
+};
+const base = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  moduleNameMapper,
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+};
+module.exports = {
+  projects: [
+    { ...base, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs,bench}/**/*.spec.ts'] },
+    { ...base, displayName: 'int', testMatch: ['<rootDir>/{apps,libs,test}/**/*.int-spec.ts'], testTimeout: 120000 },
+    { ...base, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'], testTimeout: 600000 },
+  ],
+};

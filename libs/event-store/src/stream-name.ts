@@ -1,0 +1,14 @@
+import { InvalidStreamNameError } from './event-store.errors';
+
+const CATEGORY = /^[a-zA-Z][a-zA-Z0-9]*$/;
+
+/** `<category>-<id>`; EventStoreDB splits categories at the first `-`, so the category has none. */
+export function streamName(category: string, id: string): string {
+  if (!CATEGORY.test(category) || id.length === 0) throw new InvalidStreamNameError(`${category}-${id}`);
+  return `${category}-${id}`;
+}
+
+export function streamCategory(streamId: string): string {
+  const dash = streamId.indexOf('-');
+  return dash < 0 ? streamId : streamId.slice(0, dash);
+}

@@ -1,0 +1,5 @@
+import { EventStore1763800000000 } from './1763800000000-event-store';
+import { ReadModels1763800001000 } from './1763800001000-read-models';
+
+/** Every migration, in order. Listed explicitly so compiled and ts-jest runs see the same set. */
+export const MIGRATIONS = [EventStore1763800000000, ReadModels1763800001000];
