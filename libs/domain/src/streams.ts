@@ -1,0 +1,9 @@
+/** Stream names of every aggregate: `<category>-<id>`, no "-" in the category (EventStoreDB splits there). */
+export const Streams = {
+  zone: (zoneId: string) => `zone-${zoneId}`,
+  nativeOffering: (offeringId: string) => `nativeOffering-${offeringId}`,
+  backupOffering: (offeringId: string) => `backupOffering-${offeringId}`,
+  settings: (zoneId: string | null) => `settings-${zoneId ?? 'global'}`,
+  apiUser: (userId: string) => `apiUser-${userId}`,
+  asyncJob: (jobId: string) => `asyncJob-${jobId}`,
+} as const;
