@@ -1,7 +1,7 @@
 // Tiers by file name: *.spec.ts needs nothing, *.int-spec.ts needs PostgreSQL/Redis (and later libvirt),
 // test/e2e/** starts the whole system.
 const moduleNameMapper = {
-  '^@strata/(domain|event-store|read-models|config|jobs|hypervisor)$': '<rootDir>/libs/$1/src',
+  '^@strata/(domain|event-store|read-models|config|jobs|hypervisor|application)$': '<rootDir>/libs/$1/src',
   '^@strata/api$': '<rootDir>/apps/api/src',
 };
 const base = {

@@ -1,2 +1,131 @@
-/** Every TypeORM read-model entity (filled in with the read models). */
-export const READ_MODEL_ENTITIES: Function[] = [];
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+/*
+ * Read models: rebuilt from the events at any time (`strata projector --rebuild`). Rows of deleted things
+ * keep their `removed` date, as CloudStack does, so lists can show them on request.
+ */
+const bigintAsNumber = { to: (v: number | null) => v, from: (v: string | null) => (v === null ? null : Number(v)) };
+
+@Entity('zones')
+export class ZoneView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') name!: string;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) removed!: Date | null;
+}
+
+@Entity('backup_repositories')
+export class BackupRepositoryView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('uuid', { name: 'zone_id' }) zoneId!: string;
+  @Column('text') name!: string;
+  @Column('text') address!: string;
+  @Column('text') type!: string;
+  @Column('text', { name: 'mount_options' }) mountOptions!: string;
+  /** Encrypted credentials split off the mount options; only hosts that mount decrypt them. */
+  @Column('text', { name: 'encrypted_credentials', nullable: true }) encryptedCredentials!: string | null;
+  @Column('bigint', { name: 'capacity_bytes', nullable: true, transformer: bigintAsNumber }) capacityBytes!: number | null;
+  @Column('bigint', { name: 'used_bytes', default: 0, transformer: bigintAsNumber }) usedBytes!: number;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) removed!: Date | null;
+}
+
+@Entity('native_backup_offerings')
+export class NativeOfferingView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') name!: string;
+  @Column('boolean') compress!: boolean;
+  @Column('boolean') validate!: boolean;
+  @Column('text', { name: 'validation_steps' }) validationSteps!: string;
+  @Column('boolean', { name: 'allow_quick_restore' }) allowQuickRestore!: boolean;
+  @Column('boolean', { name: 'allow_extract_file' }) allowExtractFile!: boolean;
+  @Column('int', { name: 'backup_chain_size', nullable: true }) backupChainSize!: number | null;
+  @Column('text', { name: 'compression_library' }) compressionLibrary!: string;
+  @Column('int', { name: 'imported_count', default: 0 }) importedCount!: number;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) removed!: Date | null;
+}
+
+@Entity('backup_offerings')
+export class BackupOfferingView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') name!: string;
+  @Column('text') description!: string;
+  @Column('uuid', { name: 'zone_id' }) zoneId!: string;
+  @Column('uuid', { name: 'external_id' }) externalId!: string;
+  @Column('boolean', { name: 'allow_user_driven_backups' }) allowUserDrivenBackups!: boolean;
+  @Column('uuid', { name: 'repository_id', nullable: true }) repositoryId!: string | null;
+  /** Importing, Active, Failed. */
+  @Column('text') status!: string;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) removed!: Date | null;
+}
+
+/** Only values an operator set; defaults come from the settings registry in the domain. */
+@Entity('configuration_values')
+export class ConfigurationValueView {
+  @PrimaryColumn('text') name!: string;
+  /** `global` or the zone id. */
+  @PrimaryColumn('text', { name: 'scope_key' }) scopeKey!: string;
+  @Column('text') value!: string;
+  @Column('boolean') secret!: boolean;
+  @Column('timestamptz') updated!: Date;
+}
+
+@Entity('api_users')
+export class ApiUserView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') name!: string;
+  @Column('text') role!: string;
+  @Column('text', { name: 'api_key', unique: true }) apiKey!: string;
+  @Column('text', { name: 'encrypted_secret_key' }) encryptedSecretKey!: string;
+  @Column('timestamptz') created!: Date;
+}
+
+@Entity('async_jobs')
+export class AsyncJobView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') command!: string;
+  @Column('uuid', { name: 'user_id' }) userId!: string;
+  @Column('text', { name: 'instance_type', nullable: true }) instanceType!: string | null;
+  @Column('uuid', { name: 'instance_id', nullable: true }) instanceId!: string | null;
+  /** CloudStack's jobstatus: 0 pending, 1 succeeded, 2 failed, 3 cancelled. */
+  @Column('int') status!: number;
+  @Column('int', { name: 'result_code' }) resultCode!: number;
+  @Column('text', { name: 'result_type', nullable: true }) resultType!: string | null;
+  @Column('jsonb', { nullable: true }) result!: Record<string, unknown> | null;
+  @Column('int') progress!: number;
+  @Column('bigint', { name: 'bytes_done', nullable: true, transformer: bigintAsNumber }) bytesDone!: number | null;
+  @Column('bigint', { name: 'bytes_total', nullable: true, transformer: bigintAsNumber }) bytesTotal!: number | null;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) completed!: Date | null;
+}
+
+@Entity('projection_checkpoints')
+export class ProjectionCheckpoint {
+  @PrimaryColumn('text') name!: string;
+  @Column('text') position!: string;
+  @Column('timestamptz') updated!: Date;
+}
+
+export const READ_MODEL_ENTITIES: Function[] = [
+  ZoneView,
+  BackupRepositoryView,
+  NativeOfferingView,
+  BackupOfferingView,
+  ConfigurationValueView,
+  ApiUserView,
+  AsyncJobView,
+  ProjectionCheckpoint,
+];
+
+/** Tables a rebuild empties (everything the projector writes, checkpoint included). */
+export const READ_MODEL_TABLES = [
+  'zones',
+  'backup_repositories',
+  'native_backup_offerings',
+  'backup_offerings',
+  'configuration_values',
+  'api_users',
+  'async_jobs',
+];

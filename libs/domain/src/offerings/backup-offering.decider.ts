@@ -29,6 +29,7 @@ export interface BackupOfferingState {
   jobId: string | null;
   terms: ImportTerms | null;
   repositoryId: string | null;
+  failureReason: string | null;
   /** VMs assigned to the offering; an offering in use cannot be deleted. */
   assignedVms: string[];
 }
@@ -39,7 +40,7 @@ export interface BackupOfferingState {
  * then completes or fails the import.
  */
 export const backupOfferingDecider: Decider<BackupOfferingCommand, BackupOfferingEvent, BackupOfferingState> = {
-  initialState: () => ({ status: 'absent', offeringId: null, jobId: null, terms: null, repositoryId: null, assignedVms: [] }),
+  initialState: () => ({ status: 'absent', offeringId: null, jobId: null, terms: null, repositoryId: null, failureReason: null, assignedVms: [] }),
 
   decide(command, state) {
     switch (command.type) {
@@ -95,7 +96,7 @@ export const backupOfferingDecider: Decider<BackupOfferingCommand, BackupOfferin
       case 'BackupOfferingImported':
         return { ...state, status: 'active', repositoryId: event.data.repositoryId };
       case 'BackupOfferingImportFailed':
-        return { ...state, status: 'failed' };
+        return { ...state, status: 'failed', failureReason: event.data.reason };
       case 'BackupOfferingDeleted':
         return { ...state, status: 'deleted' };
     }

@@ -1,0 +1,170 @@
+import 'reflect-metadata';
+import { SecretBox } from '@strata/application';
+import { ConfigError, createLogger, loadConfig, redactUrl, StrataConfig } from '@strata/config';
+import { runMigrations } from '@strata/read-models';
+import { startApiServer } from '../../api/src/api-server';
+import { createProjector, startDispatcherAndWorkers, Stoppable } from '../../management/src/management-plane';
+import { createApiKeys } from './keys';
+import { onShutdown, openRuntime, openSecrets } from './runtime';
+
+const USAGE = `strata: event-sourced incremental backups of KVM virtual machines
+
+usage:
+  strata migrate                      create or upgrade the database schema (and the master key file)
+  strata api [--only-api]             serve the API; by default also runs the projector, the dispatcher
+                                      and the management workers in this process
+  strata projector [--rebuild] [--exit-when-caught-up]
+                                      keep the read models current; --rebuild replays every event from zero
+  strata dispatcher                   turn events into jobs and run the management workers
+  strata keys create --role Admin|User --name NAME [--json]
+                                      create an API user and print its keys
+
+configuration: environment variables STRATA_* (see README.md)`;
+
+class UsageError extends Error {}
+
+function flag(args: string[], name: string): boolean {
+  const i = args.indexOf(name);
+  if (i >= 0) args.splice(i, 1);
+  return i >= 0;
+}
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value`);
+  args.splice(i, 2);
+  return value;
+}
+
+function noMoreArgs(args: string[]): void {
+  if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`);
+}
+
+async function migrate(config: StrataConfig): Promise<void> {
+  const logger = createLogger('migrate', config.logLevel);
+  if (SecretBox.ensureKeyFile(config.masterKeyFile)) logger.log(`created master key ${config.masterKeyFile} (mode 0600); back it up: stored secrets cannot be read without it`);
+  const applied = await runMigrations(config.databaseUrl);
+  logger.log(applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date');
+  const rt = await openRuntime(config, 'strata-migrate');
+  try {
+    await openSecrets(config, rt.db);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function serve(config: StrataConfig, args: string[]): Promise<void> {
+  const onlyApi = flag(args, '--only-api');
+  noMoreArgs(args);
+  const logger = createLogger('strata', config.logLevel);
+  const rt = await openRuntime(config, 'strata-api');
+  const secrets = await openSecrets(config, rt.db);
+  const parts: Stoppable[] = [];
+  if (!onlyApi) {
+    const projector = createProjector(rt);
+    await projector.start();
+    parts.push(projector);
+    parts.push(await startDispatcherAndWorkers(rt));
+  }
+  const api = await startApiServer({ ...rt, secrets });
+  logger.log(onlyApi ? 'API running (projector and dispatcher run elsewhere)' : 'management plane running: API, projector, dispatcher, management workers');
+  onShutdown(logger, async () => {
+    await api.stop();
+    for (const part of parts.reverse()) await part.stop();
+    await rt.close();
+  });
+}
+
+async function projector(config: StrataConfig, args: string[]): Promise<void> {
+  const rebuild = flag(args, '--rebuild');
+  const once = flag(args, '--exit-when-caught-up');
+  noMoreArgs(args);
+  const logger = createLogger('projector', config.logLevel);
+  const rt = await openRuntime(config, 'strata-projector');
+  const p = createProjector(rt);
+  if (rebuild) await p.reset();
+  if (once) {
+    const started = Date.now();
+    const n = await p.runUntilCaughtUp();
+    logger.log(`applied ${n} events in ${((Date.now() - started) / 1000).toFixed(1)} s; caught up`);
+    await rt.close();
+    return;
+  }
+  await p.start();
+  onShutdown(logger, async () => {
+    await p.stop();
+    await rt.close();
+  });
+}
+
+async function dispatcher(config: StrataConfig, args: string[]): Promise<void> {
+  noMoreArgs(args);
+  const logger = createLogger('dispatcher', config.logLevel);
+  const rt = await openRuntime(config, 'strata-dispatcher');
+  const part = await startDispatcherAndWorkers(rt);
+  onShutdown(logger, async () => {
+    await part.stop();
+    await rt.close();
+  });
+}
+
+async function keys(config: StrataConfig, args: string[]): Promise<void> {
+  if (args.shift() !== 'create') throw new UsageError('usage: strata keys create --role Admin|User --name NAME [--json]');
+  const role = option(args, '--role');
+  const name = option(args, '--name');
+  const json = flag(args, '--json');
+  noMoreArgs(args);
+  if (!role) throw new UsageError('--role is required (Admin or User)');
+  if (!name) throw new UsageError('--name is required');
+  const rt = await openRuntime(config, 'strata-keys');
+  try {
+    const secrets = await openSecrets(config, rt.db);
+    const { keys: created, usable } = await createApiKeys(rt, secrets, role, name, new Date());
+    if (!usable) process.stderr.write('strata: note: no projector has applied the new user yet; the keys work once `strata api` or `strata projector` runs\n');
+    process.stdout.write(json ? JSON.stringify({ apikey: created.apikey, secretkey: created.secretkey, userid: created.userid, role: created.role, name: created.name }) + '\n' : `user ${created.name} (${created.role}) ${created.userid}\napikey    ${created.apikey}\nsecretkey ${created.secretkey}\n`);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const args = [...argv];
+  const command = args.shift();
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const config = loadConfig(process.env);
+  switch (command) {
+    case 'migrate':
+      noMoreArgs(args);
+      return migrate(config);
+    case 'api':
+      return serve(config, args);
+    case 'projector':
+      return projector(config, args);
+    case 'dispatcher':
+      return dispatcher(config, args);
+    case 'keys':
+      return keys(config, args);
+    default:
+      throw new UsageError(`unknown command "${command}" (strata help lists them)`);
+  }
+}
+
+main(process.argv.slice(2)).catch((error: Error) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`strata: configuration error: ${error.message}\n`);
+    process.exit(2);
+  }
+  if (error instanceof UsageError) {
+    process.stderr.write(`strata: ${error.message}\n`);
+    process.exit(2);
+  }
+  // One line, no stack: the message of a connection error can contain the URL, so redact it.
+  process.stderr.write(`strata: ${redactUrl(error.message)}\n`);
+  if (process.env.STRATA_LOG_LEVEL === 'debug') process.stderr.write(`${error.stack}\n`);
+  process.exit(1);
+});

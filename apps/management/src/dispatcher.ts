@@ -1,0 +1,103 @@
+import { Queue } from 'bullmq';
+import { DataSource } from 'typeorm';
+import { BackupOfferingDeleted, BackupOfferingImportRequested } from '@strata/domain';
+import { Checkpoint, EventStore, RecordedEvent, Subscription } from '@strata/event-store';
+import { ManagementJob, managementJobId } from '@strata/jobs';
+
+export interface Logger {
+  log(message: string): void;
+  error(message: string): void;
+}
+
+interface QueuedJob {
+  job: ManagementJob;
+  jobId: string;
+}
+
+/** Which events ask for which job. Pure, so the mapping is unit-tested without Redis. */
+export function jobsFor(event: RecordedEvent): QueuedJob[] {
+  switch (event.type) {
+    case 'BackupOfferingImportRequested': {
+      const d = event.data as BackupOfferingImportRequested['data'];
+      return [{ job: { name: 'importBackupOffering', data: { offeringId: d.offeringId, jobId: d.jobId } }, jobId: managementJobId.importBackupOffering(d.jobId) }];
+    }
+    case 'BackupOfferingDeleted': {
+      const d = event.data as BackupOfferingDeleted['data'];
+      return [
+        {
+          job: { name: 'releaseNativeOffering', data: { offeringId: d.offeringId, nativeOfferingId: d.nativeOfferingId } },
+          jobId: managementJobId.releaseNativeOffering(d.offeringId),
+        },
+      ];
+    }
+    default:
+      return [];
+  }
+}
+
+/**
+ * The process manager: follows the event store and turns events that ask for work into BullMQ jobs.
+ * Its checkpoint is saved only after the jobs of a batch are in Redis, and job ids are deterministic,
+ * so a crash at any point re-adds at most jobs that BullMQ already has (and ignores).
+ */
+export class Dispatcher {
+  private subscription: Subscription | null = null;
+  private stopped = false;
+  static readonly CHECKPOINT = 'dispatcher';
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly db: DataSource,
+    private readonly queue: Queue,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    void this.follow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.subscription?.stop();
+  }
+
+  private async checkpoint(): Promise<Checkpoint | null> {
+    const rows: { position: string }[] = await this.db.query(`SELECT position FROM projection_checkpoints WHERE name = $1`, [Dispatcher.CHECKPOINT]);
+    return rows[0]?.position ?? null;
+  }
+
+  private async follow(): Promise<void> {
+    while (!this.stopped) {
+      const from = await this.checkpoint();
+      this.subscription = this.store.subscribeToAll({ from, onBatch: (events) => this.dispatch(events) });
+      try {
+        await this.subscription.done;
+      } catch (error) {
+        if (this.stopped) return;
+        this.logger.error(`dispatcher: ${(error as Error).message}; resuming from the checkpoint in 1 s`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private async dispatch(events: RecordedEvent[]): Promise<void> {
+    for (const event of events) {
+      for (const { job, jobId } of jobsFor(event)) {
+        await this.queue.add(job.name, job.data, {
+          jobId,
+          attempts: 5,
+          backoff: { type: 'exponential', delay: 1000 },
+          removeOnComplete: { age: 7 * 24 * 3600 },
+          removeOnFail: { age: 30 * 24 * 3600 },
+        });
+        this.logger.log(`dispatcher: ${event.type} on ${event.streamId} -> job ${job.name} ${jobId}`);
+      }
+    }
+    await this.db.query(
+      `INSERT INTO projection_checkpoints (name, position, updated) VALUES ($1, $2, now())
+       ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated = EXCLUDED.updated`,
+      [Dispatcher.CHECKPOINT, events[events.length - 1].position],
+    );
+  }
+}

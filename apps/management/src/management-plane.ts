@@ -1,0 +1,61 @@
+import { Queue, Worker } from 'bullmq';
+import { ImportBackupOfferingUseCase, ReleaseNativeOfferingUseCase, RepositorySpace } from '@strata/application';
+import { createLogger, StrataConfig } from '@strata/config';
+import { EventStore } from '@strata/event-store';
+import { MANAGEMENT_QUEUE } from '@strata/jobs';
+import { BackupRepositoryView, Projector, READ_MODEL_PROJECTIONS } from '@strata/read-models';
+import { DataSource } from 'typeorm';
+import { CommandHandler } from '@strata/application';
+import { Dispatcher } from './dispatcher';
+import { createManagementWorker } from './management-worker';
+
+export interface ManagementDeps {
+  config: StrataConfig;
+  store: EventStore;
+  db: DataSource;
+  handler: CommandHandler;
+}
+
+export interface Stoppable {
+  stop(): Promise<void>;
+}
+
+export function createProjector(deps: ManagementDeps): Projector {
+  return new Projector(deps.store, deps.db, READ_MODEL_PROJECTIONS, { logger: createLogger('projector', deps.config.logLevel) });
+}
+
+/** Free space from the read models; a repository without a known capacity counts as unknown. */
+export function readModelRepositorySpace(db: DataSource): RepositorySpace {
+  return {
+    async freeBytesByRepository(zoneId: string) {
+      const repos = await db.getRepository(BackupRepositoryView).find({ where: { zoneId } });
+      return new Map(repos.filter((r) => !r.removed).map((r) => [r.id, r.capacityBytes === null ? null : r.capacityBytes - r.usedBytes]));
+    },
+  };
+}
+
+/** The dispatcher and the management worker: events become jobs, jobs become events. */
+export async function startDispatcherAndWorkers(deps: ManagementDeps): Promise<Stoppable> {
+  const logger = createLogger('dispatcher', deps.config.logLevel);
+  const connection = { url: deps.config.redisUrl, maxRetriesPerRequest: null };
+  const queue = new Queue(MANAGEMENT_QUEUE, { connection, prefix: deps.config.queuePrefix });
+  const dispatcher = new Dispatcher(deps.store, deps.db, queue, logger);
+  const worker: Worker = createManagementWorker(
+    {
+      importBackupOffering: new ImportBackupOfferingUseCase(deps.handler, readModelRepositorySpace(deps.db), createLogger('management', deps.config.logLevel)),
+      releaseNativeOffering: new ReleaseNativeOfferingUseCase(deps.handler),
+    },
+    { url: deps.config.redisUrl },
+    deps.config.queuePrefix,
+    createLogger('management', deps.config.logLevel),
+  );
+  await dispatcher.start();
+  return {
+    async stop() {
+      await dispatcher.stop();
+      // Graceful: lets the running job finish (use cases are short), then closes connections.
+      await worker.close();
+      await queue.close();
+    },
+  };
+}

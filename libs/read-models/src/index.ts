@@ -1,0 +1,5 @@
+export * from './entities';
+export * from './data-source';
+export * from './projections';
+export * from './projector';
+export * from './projection-waiter';

@@ -1,0 +1,9 @@
+import { apiUsersProjection, asyncJobsProjection } from './access.projection';
+import { offeringsProjection } from './offerings.projection';
+import { Projection } from './projection';
+import { settingsProjection } from './settings.projection';
+import { zonesProjection } from './zones.projection';
+
+export * from './projection';
+
+export const READ_MODEL_PROJECTIONS: Projection[] = [zonesProjection, offeringsProjection, settingsProjection, apiUsersProjection, asyncJobsProjection];
