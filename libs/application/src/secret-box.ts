@@ -48,11 +48,13 @@ export class SecretBox {
   }
 
   decrypt(ciphertext: string): string {
-    const [version, iv, tag, data] = ciphertext.split(':');
-    if (version !== 'v1' || !iv || !tag || data === undefined) throw new MasterKeyError('not a strata ciphertext');
-    const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64url'));
-    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    const parts = ciphertext.split(':');
+    const [version, iv, tag, data] = parts;
+    if (parts.length !== 4 || version !== 'v1' || !iv || !tag) throw new MasterKeyError('not a strata ciphertext');
     try {
+      // authTagLength: GCM would otherwise accept a truncated tag (down to 4 bytes), which weakens the check.
+      const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64url'), { authTagLength: 16 });
+      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([decipher.update(Buffer.from(data, 'base64url')), decipher.final()]).toString('utf8');
     } catch {
       throw new MasterKeyError('a stored secret cannot be decrypted with this master key');

@@ -43,6 +43,9 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
 
 const defaults = Object.fromEntries(CONFIG_VARIABLES.map((v) => [v.name, v.default]));
 
+/** A value quoted for an error message, control characters escaped so that the message stays on one line. */
+const shown = (value: string) => JSON.stringify(value);
+
 function get(env: NodeJS.ProcessEnv, name: string): string {
   const value = env[name];
   return value === undefined || value === '' ? defaults[name] : value;
@@ -54,10 +57,10 @@ function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string 
   try {
     parsed = new URL(raw);
   } catch {
-    throw new ConfigError(`${name} must be a URL (${protocols.join(' or ')}), got "${redactUrl(raw)}"`);
+    throw new ConfigError(`${name} must be a URL (${protocols.join(' or ')}), got ${shown(redactUrl(raw))}`);
   }
   if (!protocols.includes(parsed.protocol.replace(/:$/, ''))) {
-    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol.replace(/:$/, '')}"`);
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got ${shown(parsed.protocol.replace(/:$/, ''))}`);
   }
   return raw;
 }
@@ -65,7 +68,7 @@ function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string 
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[]): T {
   const raw = get(env, name);
   if (!(values as readonly string[]).includes(raw)) {
-    throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+    throw new ConfigError(`${name} must be one of ${values.join(', ')}, got ${shown(raw)}`);
   }
   return raw as T;
 }
@@ -73,13 +76,16 @@ function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: r
 function port(env: NodeJS.ProcessEnv, name: string): number {
   const raw = get(env, name);
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > 65535) throw new ConfigError(`${name} must be a port number 1-65535, got "${raw}"`);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 65535) throw new ConfigError(`${name} must be a port number 1-65535, got ${shown(raw)}`);
   return n;
 }
 
-/** Hides the password of a connection URL so that an error message never prints it. */
+/**
+ * Hides the password of a connection URL so that an error message never prints it. A password may hold
+ * an unencoded "@": everything up to the last "@" of the same word is hidden.
+ */
 export function redactUrl(raw: string): string {
-  return raw.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1****@');
+  return raw.replace(/(\/\/[^:/@\s]*:)[^@]*@(?:[^@\s]*@)*/g, '$1****@');
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): StrataConfig {
@@ -88,10 +94,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): StrataConfig {
   if (eventStore === 'esdb' && !esdbRaw) throw new ConfigError('STRATA_ESDB_URL is required when STRATA_EVENT_STORE=esdb');
   const queuePrefix = get(env, 'STRATA_QUEUE_PREFIX');
   if (!/^[a-zA-Z0-9_.]{1,64}$/.test(queuePrefix)) {
-    throw new ConfigError(`STRATA_QUEUE_PREFIX must be 1-64 letters, digits, "_" or ".", got "${queuePrefix}"`);
+    throw new ConfigError(`STRATA_QUEUE_PREFIX must be 1-64 letters, digits, "_" or ".", got ${shown(queuePrefix)}`);
   }
   const masterKeyFile = get(env, 'STRATA_MASTER_KEY_FILE');
-  if (!masterKeyFile.startsWith('/')) throw new ConfigError(`STRATA_MASTER_KEY_FILE must be an absolute path, got "${masterKeyFile}"`);
+  if (!masterKeyFile.startsWith('/')) throw new ConfigError(`STRATA_MASTER_KEY_FILE must be an absolute path, got ${shown(masterKeyFile)}`);
   return {
     databaseUrl: url(env, 'STRATA_DATABASE_URL', ['postgres', 'postgresql']),
     redisUrl: url(env, 'STRATA_REDIS_URL', ['redis', 'rediss']),

@@ -36,8 +36,10 @@ export const asyncJobDecider: Decider<AsyncJobCommand, AsyncJobEvent, AsyncJobSt
       }
       case 'ReportProgress': {
         if (state.status !== 'pending') return [];
-        const progress = Math.max(0, Math.min(100, Math.floor(command.data.progress)));
-        if (progress <= state.progress && command.data.bytesDone === undefined) return [];
+        // Progress only moves forward: a lower (or NaN) percentage keeps the one reached, even when bytes are reported.
+        const reported = Number.isNaN(command.data.progress) ? 0 : Math.max(0, Math.min(100, Math.floor(command.data.progress)));
+        const progress = Math.max(state.progress, reported);
+        if (progress === state.progress && command.data.bytesDone === undefined) return [];
         return [
           {
             type: 'AsyncJobProgressed',

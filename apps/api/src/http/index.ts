@@ -1,0 +1,11 @@
+export * from './command-definition';
+export * from './api-error';
+export * from './api-date';
+export { JSON_CONTENT_TYPE, renderError, renderResult, toWireValue, type ApiAnswer } from './api-response';
+export * from './api-http.tokens';
+export * from './command-registry';
+export * from './api-http.module';
+export { ApiRequestHandler } from './api-request-handler';
+export { hardenApiHttpServer } from './http-server-hardening';
+export { StaticUserDirectory } from './static-user-directory';
+export { signParams, buildStringToSign, verifyRequestSignature } from './request-signature';
