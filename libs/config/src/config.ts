@@ -35,7 +35,7 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   { name: 'STRATA_EVENT_STORE', default: 'postgres', description: '`postgres` or `esdb`' },
   { name: 'STRATA_ESDB_URL', default: '', description: 'EventStoreDB connection string, required when STRATA_EVENT_STORE=esdb' },
   { name: 'STRATA_API_HOST', default: '0.0.0.0', description: 'address the API listens on' },
-  { name: 'STRATA_API_PORT', default: '8080', description: 'port the API listens on' },
+  { name: 'STRATA_API_PORT', default: '8080', description: 'port the API listens on (0: any free port, which the log line "listening on" names)' },
   { name: 'STRATA_MASTER_KEY_FILE', default: '/var/lib/strata/master.key', description: 'key that encrypts stored secrets; `strata migrate` creates it (mode 0600) when missing' },
   { name: 'STRATA_QUEUE_PREFIX', default: 'strata', description: 'prefix of the BullMQ queues in Redis' },
   { name: 'STRATA_LOG_LEVEL', default: 'info', description: '`debug`, `info`, `warn` or `error`' },
@@ -76,7 +76,7 @@ function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: r
 function port(env: NodeJS.ProcessEnv, name: string): number {
   const raw = get(env, name);
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > 65535) throw new ConfigError(`${name} must be a port number 1-65535, got ${shown(raw)}`);
+  if (!/^\d+$/.test(raw) || n > 65535) throw new ConfigError(`${name} must be a port number 0-65535, got ${shown(raw)}`);
   return n;
 }
 

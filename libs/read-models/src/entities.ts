@@ -108,7 +108,7 @@ export class ProjectionCheckpoint {
   @Column('timestamptz') updated!: Date;
 }
 
-export const READ_MODEL_ENTITIES: Function[] = [
+export const READ_MODEL_ENTITIES: (new () => object)[] = [
   ZoneView,
   BackupRepositoryView,
   NativeOfferingView,
