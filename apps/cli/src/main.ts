@@ -117,6 +117,7 @@ async function keys(config: StrataConfig, args: string[]): Promise<void> {
   const json = flag(args, '--json');
   noMoreArgs(args);
   if (!role) throw new UsageError('--role is required (Admin or User)');
+  if (role !== 'Admin' && role !== 'User') throw new UsageError(`--role must be Admin or User, got "${role}"`);
   if (!name) throw new UsageError('--name is required');
   const rt = await openRuntime(config, 'strata-keys');
   try {
