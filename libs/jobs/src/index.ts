@@ -1,1 +1,2 @@
 export * from './management-jobs';
+export * from './host-jobs';

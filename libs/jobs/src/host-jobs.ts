@@ -1,0 +1,77 @@
+/**
+ * Contracts between the management plane and the host agents (BullMQ). Each host has its own queue of
+ * work (`host.<hostId>`); agents report back on one durable queue (`agent-reports`) that the management
+ * plane turns into events. Agents hold no database credentials: Redis and the repository mounts only.
+ */
+export const hostQueueName = (hostId: string) => `host.${hostId}`;
+export const AGENT_REPORTS_QUEUE = 'agent-reports';
+
+export type RepositoryKind = 'nfs' | 'cifs' | 'cephfs' | 'local';
+
+export interface RepositoryAccess {
+  repositoryId: string;
+  type: RepositoryKind;
+  address: string;
+  mountOptions: string;
+  /** Encrypted credentials; the agent never logs them. Null when none. */
+  encryptedCredentials: string | null;
+}
+
+export interface BackupVolumeSpec {
+  volumeId: string;
+  /** libvirt target device, e.g. `vda`. */
+  target: string;
+  /** Path of the VM's disk image on the host. */
+  sourcePath: string;
+  virtualSizeBytes: number;
+  /** Relative to the repository root: `<vmId>/<chainId>/<backupId>/<volumeId>.qcow2`. */
+  targetFile: string;
+  /** Relative to the target file's directory (`../<parentBackupId>/<volumeId>.qcow2`), or null for a full. */
+  backingFile: string | null;
+}
+
+export interface BackupJobData {
+  backupId: string;
+  vmId: string;
+  domainName: string;
+  chainId: string;
+  type: 'FULL' | 'INCREMENTAL';
+  /** Checkpoint created by this backup, named after it. */
+  checkpointName: string;
+  /** Checkpoint of the parent backup for an incremental, else null. */
+  parentCheckpointName: string | null;
+  /** What the events recorded about the parent checkpoint, to redefine it when libvirt lost it. */
+  parentCheckpointXml: string | null;
+  repository: RepositoryAccess;
+  volumes: BackupVolumeSpec[];
+  timeoutSeconds: number;
+  quiesce: boolean;
+}
+
+export interface BackupJob {
+  name: 'backup';
+  data: BackupJobData;
+}
+
+export type HostJob = BackupJob;
+
+export interface DomainDisk {
+  target: string;
+  sourcePath: string;
+  format: string;
+  virtualSizeBytes: number;
+}
+
+export interface ReportedDomain {
+  uuid: string;
+  name: string;
+  state: 'Running' | 'Stopped';
+  disks: DomainDisk[];
+}
+
+export type AgentReport =
+  | { type: 'HostHeartbeat'; hostName: string; zoneName: string; libvirtVersion: string; qemuVersion: string; capabilities: string[]; at: string }
+  | { type: 'DomainsReported'; hostName: string; domains: ReportedDomain[]; at: string }
+  | { type: 'BackupProgressed'; backupId: string; bytesDone: number; bytesTotal: number; at: string }
+  | { type: 'BackupSucceeded'; backupId: string; volumes: { volumeId: string; storedBytes: number; virtualSizeBytes: number }[]; checkpointXml: string; at: string }
+  | { type: 'BackupFailed'; backupId: string; reason: string; cleanedUp: string[]; at: string };
