@@ -10,3 +10,5 @@ export * from './settings/settings.registry';
 export * from './settings/settings.decider';
 export * from './api-users/api-user.decider';
 export * from './async-jobs/async-job.decider';
+export * from './backups/backup-chain.events';
+export * from './backups/backup-chain.decider';

@@ -6,4 +6,7 @@ export const Streams = {
   settings: (zoneId: string | null) => `settings-${zoneId ?? 'global'}`,
   apiUser: (userId: string) => `apiUser-${userId}`,
   asyncJob: (jobId: string) => `asyncJob-${jobId}`,
+  vmBackups: (vmId: string) => `vmBackups-${vmId}`,
+  vm: (vmId: string) => `vm-${vmId}`,
+  host: (hostId: string) => `host-${hostId}`,
 } as const;

@@ -14,10 +14,14 @@ export type RepositoryType = (typeof REPOSITORY_TYPES)[number];
  * - mount options are a comma-separated list of `key` or `key=value`, keys of letters, digits, `_`,
  *   `.` and `-` not starting with `-`, values without `,` `=` or the characters above.
  * Credentials in mount options (`password=`, `secret=`, `pass=`) are split off so that they can be
- * stored encrypted and never shown.
+ * stored encrypted and never shown. Their values may also hold `!`, `#`, `*` and `?`, which real
+ * passwords often do and which can neither split an argument nor start a command; everything else
+ * above still applies to them.
  */
 // eslint-disable-next-line no-control-regex
 const FORBIDDEN = /[\u0000-\u0020\u007f"'`\\;&|<>(){}*?!#]/;
+// eslint-disable-next-line no-control-regex
+const FORBIDDEN_IN_CREDENTIALS = /[\u0000-\u0020\u007f"'`\\;&|<>(){}]/;
 const HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]{2,45}\])$/;
 const PATH = /^\/[a-zA-Z0-9._~+@%:,=/-]*$/;
 const SECRET_KEYS = new Set(['password', 'pass', 'secret']);
@@ -87,13 +91,16 @@ export function validateMountOptions(raw: string): ParsedMountOptions {
   const parameter = 'mountopts';
   if (raw.length > 1024) throw invalid('mountopts must be at most 1024 characters', parameter);
   if (raw === '') return { visible: '', secret: '' };
-  if (FORBIDDEN.test(raw)) throw invalid('mountopts must not contain whitespace, control characters, quotes or shell metacharacters', parameter);
+  const metacharacters = () => invalid('mountopts must not contain whitespace, control characters, quotes or shell metacharacters', parameter);
+  if (FORBIDDEN_IN_CREDENTIALS.test(raw)) throw metacharacters();
   const visible: string[] = [];
   const secret: string[] = [];
   for (const token of raw.split(',')) {
     const m = /^([a-zA-Z0-9_][a-zA-Z0-9_.-]{0,63})(?:=([^,=]{1,512}))?$/.exec(token);
     if (!m) throw invalid('mountopts is a comma-separated list of key or key=value (keys: letters, digits, "_", "." and "-", not starting with "-")', parameter);
-    (SECRET_KEYS.has(m[1].toLowerCase()) ? secret : visible).push(token);
+    const isCredential = SECRET_KEYS.has(m[1].toLowerCase());
+    if (!isCredential && FORBIDDEN.test(token)) throw metacharacters();
+    (isCredential ? secret : visible).push(token);
   }
   return { visible: visible.join(','), secret: secret.join(',') };
 }
