@@ -1,5 +1,6 @@
 import { EventStore1763800000000 } from './1763800000000-event-store';
 import { ReadModels1763800001000 } from './1763800001000-read-models';
+import { InventoryAndBackups1763900000000 } from './1763900000000-inventory-and-backups';
 
 /** Every migration, in order. Listed explicitly so compiled and ts-jest runs see the same set. */
-export const MIGRATIONS = [EventStore1763800000000, ReadModels1763800001000];
+export const MIGRATIONS = [EventStore1763800000000, ReadModels1763800001000, InventoryAndBackups1763900000000];

@@ -8,6 +8,8 @@ import { DataSource } from 'typeorm';
 import { CommandHandler } from '@strata/application';
 import { Dispatcher } from './dispatcher';
 import { createManagementWorker } from './management-worker';
+import { createAgentReportsWorker, readModelZoneDirectory } from './agent-reports.worker';
+import { AgentReportsUseCase } from '@strata/application';
 
 export interface ManagementDeps {
   config: StrataConfig;
@@ -49,9 +51,18 @@ export async function startDispatcherAndWorkers(deps: ManagementDeps): Promise<S
     deps.config.queuePrefix,
     createLogger('management', deps.config.logLevel),
   );
+  const reports = createAgentReportsWorker(
+    new AgentReportsUseCase(deps.handler, readModelZoneDirectory(deps.db)),
+    deps.config.redisUrl,
+    deps.config.queuePrefix,
+    createLogger('agent-reports', deps.config.logLevel),
+  );
   await dispatcher.start();
   return {
     async stop() {
+      clearInterval(reports.monitor);
+      await reports.worker.close();
+      reports.redis.disconnect();
       await dispatcher.stop();
       // Graceful: lets the running job finish (use cases are short), then closes connections.
       await worker.close();

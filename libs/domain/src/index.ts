@@ -12,3 +12,5 @@ export * from './api-users/api-user.decider';
 export * from './async-jobs/async-job.decider';
 export * from './backups/backup-chain.events';
 export * from './backups/backup-chain.decider';
+export * from './inventory/host.decider';
+export * from './inventory/vm.decider';

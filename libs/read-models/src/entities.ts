@@ -108,6 +108,72 @@ export class ProjectionCheckpoint {
   @Column('timestamptz') updated!: Date;
 }
 
+@Entity('hosts')
+export class HostView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') name!: string;
+  @Column('uuid', { name: 'zone_id' }) zoneId!: string;
+  @Column('text') state!: string;
+  @Column('timestamptz', { name: 'last_heartbeat', nullable: true }) lastHeartbeat!: Date | null;
+  @Column('text', { name: 'libvirt_version' }) libvirtVersion!: string;
+  @Column('text', { name: 'qemu_version' }) qemuVersion!: string;
+  @Column('text') capabilities!: string;
+  @Column('timestamptz') created!: Date;
+}
+
+export interface VolumeView {
+  volumeId: string;
+  target: string;
+  path: string;
+  format: string;
+  virtualSizeBytes: number;
+}
+
+@Entity('virtual_machines')
+export class VirtualMachineView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('text') name!: string;
+  @Column('uuid', { name: 'host_id' }) hostId!: string;
+  @Column('uuid', { name: 'zone_id' }) zoneId!: string;
+  @Column('text') state!: string;
+  @Column('jsonb') volumes!: VolumeView[];
+  @Column('uuid', { name: 'backup_offering_id', nullable: true }) backupOfferingId!: string | null;
+  @Column('timestamptz') created!: Date;
+}
+
+@Entity('backups')
+export class BackupView {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('uuid', { name: 'vm_id' }) vmId!: string;
+  @Column('text', { nullable: true }) name!: string | null;
+  @Column('text', { nullable: true }) description!: string | null;
+  @Column('text') type!: string;
+  @Column('text', { name: 'full_reason', nullable: true }) fullReason!: string | null;
+  @Column('text', { name: 'interval_type' }) intervalType!: string;
+  @Column('text') status!: string;
+  @Column('uuid', { name: 'chain_id' }) chainId!: string;
+  @Column('uuid', { name: 'parent_id', nullable: true }) parentId!: string | null;
+  @Column('int', { name: 'chain_position' }) chainPosition!: number;
+  @Column('text', { name: 'from_checkpoint', nullable: true }) fromCheckpoint!: string | null;
+  @Column('text', { name: 'to_checkpoint' }) toCheckpoint!: string;
+  @Column('boolean') isolated!: boolean;
+  @Column('boolean') quiesced!: boolean;
+  @Column('jsonb') volumes!: (VolumeView & { storedBytes?: number })[];
+  @Column('bigint', { transformer: bigintAsNumber }) size!: number;
+  @Column('bigint', { name: 'virtual_size', transformer: bigintAsNumber }) virtualSize!: number;
+  @Column('bigint', { name: 'uncompressed_size', transformer: bigintAsNumber }) uncompressedSize!: number;
+  @Column('text', { name: 'compression_status' }) compressionStatus!: string;
+  @Column('text', { name: 'validation_status' }) validationStatus!: string;
+  @Column('uuid', { name: 'offering_id' }) offeringId!: string;
+  @Column('uuid', { name: 'repository_id' }) repositoryId!: string;
+  @Column('uuid', { name: 'zone_id', nullable: true }) zoneId!: string | null;
+  @Column('uuid', { name: 'host_id' }) hostId!: string;
+  @Column('uuid', { name: 'job_id' }) jobId!: string;
+  @Column('text', { nullable: true }) failure!: string | null;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) completed!: Date | null;
+}
+
 export const READ_MODEL_ENTITIES: (new () => object)[] = [
   ZoneView,
   BackupRepositoryView,
@@ -117,6 +183,9 @@ export const READ_MODEL_ENTITIES: (new () => object)[] = [
   ApiUserView,
   AsyncJobView,
   ProjectionCheckpoint,
+  HostView,
+  VirtualMachineView,
+  BackupView,
 ];
 
 /** Tables a rebuild empties (everything the projector writes, checkpoint included). */
@@ -128,4 +197,7 @@ export const READ_MODEL_TABLES = [
   'configuration_values',
   'api_users',
   'async_jobs',
+  'hosts',
+  'virtual_machines',
+  'backups',
 ];

@@ -5,14 +5,18 @@ import { ApiServices, projected } from './api-services';
 
 const MASK = '******';
 
-function configurationResponse(def: SettingDefinition, stored: ConfigurationValueView | undefined, scope: 'global' | 'zone', zoneId: string | null) {
+/**
+ * `scope` as CloudStack answers it: `zone` for values asked for a zone, otherwise the setting's own scope
+ * (so a global listing shows which settings a zone may override).
+ */
+function configurationResponse(def: SettingDefinition, stored: ConfigurationValueView | undefined, zoneId: string | null) {
   // A secret is never shown: the answer only says whether one is set.
   const value = def.secret ? (stored && stored.value !== '' ? MASK : '') : (stored?.value ?? def.defaultValue);
   return {
     name: def.name,
     value,
     defaultvalue: def.secret ? '' : def.defaultValue,
-    scope,
+    scope: zoneId ? 'zone' : def.scope,
     ...(zoneId && { zoneid: zoneId }),
     category: def.category,
     description: def.description,
@@ -63,7 +67,7 @@ export function configurationCommands(s: ApiServices): CommandDefinition[] {
         );
         const items = matching
           .slice((page - 1) * pagesize, page * pagesize)
-          .map((d) => configurationResponse(d, values.get(d.name), zoneId ? 'zone' : 'global', zoneId));
+          .map((d) => configurationResponse(d, values.get(d.name), zoneId));
         return { kind: 'list', name: 'configuration', items, count: matching.length };
       },
     },
@@ -98,7 +102,7 @@ export function configurationCommands(s: ApiServices): CommandDefinition[] {
         );
         await projected(s, result);
         const values = await effective(zoneId);
-        return { kind: 'object', name: 'configuration', object: configurationResponse(def, values.get(def.name), zoneId ? 'zone' : 'global', zoneId) };
+        return { kind: 'object', name: 'configuration', object: configurationResponse(def, values.get(def.name), zoneId) };
       },
     },
   ];

@@ -5,10 +5,11 @@ import { configurationCommands } from './configurations.commands';
 import { offeringCommands } from './offerings.commands';
 import { repositoryCommands } from './repositories.commands';
 import { zoneCommands } from './zones.commands';
+import { inventoryCommands } from './inventory.commands';
 
 export * from './api-services';
 
 /** Every command strata answers, except listApis which the protocol layer derives from this list. */
 export function catalogCommands(services: ApiServices): CommandDefinition[] {
-  return [...zoneCommands(services), ...offeringCommands(services), ...repositoryCommands(services), ...configurationCommands(services), ...asyncJobCommands(services)];
+  return [...zoneCommands(services), ...offeringCommands(services), ...repositoryCommands(services), ...configurationCommands(services), ...asyncJobCommands(services), ...inventoryCommands(services)];
 }

@@ -158,6 +158,8 @@ export function offeringCommands(s: ApiServices): CommandDefinition[] {
         { name: 'repositoryid', type: 'uuid', description: 'pin a repository of the zone (default: the one with most free space)' },
       ],
       async handle(params, ctx) {
+        const name = (params.name as string).trim();
+        if (name === '') throw invalid('name must not be empty', 'name');
         const zoneId = params.zoneid as string;
         const nativeOfferingId = params.externalid as string;
         const repositoryId = (params.repositoryid as string | undefined) ?? null;
@@ -185,7 +187,7 @@ export function offeringCommands(s: ApiServices): CommandDefinition[] {
             data: {
               offeringId,
               jobId,
-              name: (params.name as string).trim(),
+              name,
               description: params.description as string,
               zoneId,
               nativeOfferingId,

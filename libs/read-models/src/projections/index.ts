@@ -3,7 +3,9 @@ import { offeringsProjection } from './offerings.projection';
 import { Projection } from './projection';
 import { settingsProjection } from './settings.projection';
 import { zonesProjection } from './zones.projection';
+import { inventoryProjection } from './inventory.projection';
+import { backupsProjection } from './backups.projection';
 
 export * from './projection';
 
-export const READ_MODEL_PROJECTIONS: Projection[] = [zonesProjection, offeringsProjection, settingsProjection, apiUsersProjection, asyncJobsProjection];
+export const READ_MODEL_PROJECTIONS: Projection[] = [zonesProjection, offeringsProjection, settingsProjection, apiUsersProjection, asyncJobsProjection, inventoryProjection, backupsProjection];

@@ -1,0 +1,67 @@
+import { Job, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { DataSource } from 'typeorm';
+import { AgentReportsUseCase, UnknownZoneError, ZoneDirectory } from '@strata/application';
+import { AgentReport, AGENT_REPORTS_QUEUE } from '@strata/jobs';
+import { HostView, ZoneView } from '@strata/read-models';
+import { IsNull } from 'typeorm';
+import { Logger } from './dispatcher';
+
+export function readModelZoneDirectory(db: DataSource): ZoneDirectory {
+  return {
+    async zoneIdByName(name) {
+      return (await db.getRepository(ZoneView).findOne({ where: { name, removed: IsNull() } }))?.id ?? null;
+    },
+    async hostZone(hostId) {
+      return (await db.getRepository(HostView).findOne({ where: { id: hostId } }))?.zoneId ?? null;
+    },
+  };
+}
+
+/** A host is Disconnected when it has been silent this long (three missed 10 s heartbeats). */
+export const HOST_SILENCE_LIMIT_MS = 30_000;
+
+/**
+ * Reports from the agents become events. Last-seen times live in Redis (not in events: heartbeats are
+ * not decisions), so any management instance can tell that a host went silent.
+ */
+export function createAgentReportsWorker(useCase: AgentReportsUseCase, redisUrl: string, prefix: string, logger: Logger): { worker: Worker; monitor: NodeJS.Timeout; redis: Redis } {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const lastSeenKey = `${prefix}:host-last-seen`;
+  const worker = new Worker(
+    AGENT_REPORTS_QUEUE,
+    async (job: Job) => {
+      const report = job.data as AgentReport;
+      switch (report.type) {
+        case 'HostHeartbeat': {
+          const hostId = await useCase.heartbeat(report);
+          await redis.hset(lastSeenKey, hostId, String(Date.parse(report.at)));
+          return;
+        }
+        case 'DomainsReported':
+          return useCase.domains(report);
+        default:
+          logger.error(`agent report ${report.type} is not handled yet`);
+      }
+    },
+    { connection: { url: redisUrl, maxRetriesPerRequest: null }, prefix, concurrency: 1 },
+  );
+  worker.on('failed', (job, error) => {
+    if (error instanceof UnknownZoneError) logger.error(`agent report: ${error.message}`);
+    else logger.error(`agent report ${job?.id} failed: ${error.message}`);
+  });
+  const monitor = setInterval(() => {
+    void (async () => {
+      const seen = await redis.hgetall(lastSeenKey);
+      const now = Date.now();
+      for (const [hostId, at] of Object.entries(seen)) {
+        if (now - Number(at) > HOST_SILENCE_LIMIT_MS) {
+          await useCase.disconnect(hostId, now - Number(at));
+          await redis.hdel(lastSeenKey, hostId);
+          logger.log(`host ${hostId} silent for ${Math.round((now - Number(at)) / 1000)} s: Disconnected`);
+        }
+      }
+    })().catch((error: Error) => logger.error(`host monitor: ${error.message}`));
+  }, 5_000);
+  return { worker, monitor, redis };
+}
