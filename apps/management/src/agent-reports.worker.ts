@@ -1,7 +1,7 @@
 import { Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { DataSource } from 'typeorm';
-import { AgentReportsUseCase, UnknownZoneError, ZoneDirectory } from '@strata/application';
+import { AgentReportsUseCase, BackupOutcomesUseCase, hostIdFor, UnknownZoneError, ZoneDirectory } from '@strata/application';
 import { AgentReport, AGENT_REPORTS_QUEUE } from '@strata/jobs';
 import { HostView, ZoneView } from '@strata/read-models';
 import { IsNull } from 'typeorm';
@@ -25,7 +25,7 @@ export const HOST_SILENCE_LIMIT_MS = 30_000;
  * Reports from the agents become events. Last-seen times live in Redis (not in events: heartbeats are
  * not decisions), so any management instance can tell that a host went silent.
  */
-export function createAgentReportsWorker(useCase: AgentReportsUseCase, redisUrl: string, prefix: string, logger: Logger): { worker: Worker; monitor: NodeJS.Timeout; redis: Redis } {
+export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: BackupOutcomesUseCase, redisUrl: string, prefix: string, logger: Logger): { worker: Worker; monitor: NodeJS.Timeout; redis: Redis } {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const lastSeenKey = `${prefix}:host-last-seen`;
   const worker = new Worker(
@@ -40,8 +40,14 @@ export function createAgentReportsWorker(useCase: AgentReportsUseCase, redisUrl:
         }
         case 'DomainsReported':
           return useCase.domains(report);
-        default:
-          logger.error(`agent report ${report.type} is not handled yet`);
+        case 'BackupStarted':
+          return backups.started(report.vmId, report.backupId, hostIdFor(report.hostName), new Date(report.at));
+        case 'BackupProgressed':
+          return backups.progressed(report);
+        case 'BackupSucceeded':
+          return backups.succeeded(report);
+        case 'BackupFailed':
+          return backups.failed(report);
       }
     },
     { connection: { url: redisUrl, maxRetriesPerRequest: null }, prefix, concurrency: 1 },

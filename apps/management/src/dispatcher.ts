@@ -1,8 +1,9 @@
 import { Queue } from 'bullmq';
 import { DataSource } from 'typeorm';
-import { BackupOfferingDeleted, BackupOfferingImportRequested } from '@strata/domain';
+import { BackupOfferingDeleted, BackupOfferingImportRequested, BackupRequested } from '@strata/domain';
 import { Checkpoint, EventStore, RecordedEvent, Subscription } from '@strata/event-store';
-import { ManagementJob, managementJobId } from '@strata/jobs';
+import { hostQueueName, ManagementJob, managementJobId } from '@strata/jobs';
+import { buildBackupJob } from './host-job-builder';
 
 export interface Logger {
   log(message: string): void;
@@ -43,6 +44,7 @@ export function jobsFor(event: RecordedEvent): QueuedJob[] {
 export class Dispatcher {
   private subscription: Subscription | null = null;
   private stopped = false;
+  private readonly hostQueues = new Map<string, Queue>();
   static readonly CHECKPOINT = 'dispatcher';
 
   constructor(
@@ -50,6 +52,14 @@ export class Dispatcher {
     private readonly db: DataSource,
     private readonly queue: Queue,
     private readonly logger: Logger,
+    private readonly hostQueue: (hostId: string) => Queue = (hostId) => {
+      const name = hostQueueName(hostId);
+      const existing = this.hostQueues.get(name);
+      if (existing) return existing;
+      const created = new Queue(name, queue.opts);
+      this.hostQueues.set(name, created);
+      return created;
+    },
   ) {}
 
   async start(): Promise<void> {
@@ -60,6 +70,7 @@ export class Dispatcher {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.subscription?.stop();
+    for (const q of this.hostQueues.values()) await q.close();
   }
 
   private async checkpoint(): Promise<Checkpoint | null> {
@@ -92,6 +103,13 @@ export class Dispatcher {
           removeOnFail: { age: 30 * 24 * 3600 },
         });
         this.logger.log(`dispatcher: ${event.type} on ${event.streamId} -> job ${job.name} ${jobId}`);
+      }
+      if (event.type === 'BackupRequested') {
+        const request = event.data as BackupRequested['data'];
+        const data = await buildBackupJob(request, this.db, this.store);
+        // Job id = backup id: a re-dispatched request is the same job, never a second backup.
+        await this.hostQueue(request.hostId).add('backup', data, { jobId: request.backupId, attempts: 1, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
+        this.logger.log(`dispatcher: backup ${request.backupId} (${request.type}) of VM ${request.vmId} -> host ${request.hostId}`);
       }
     }
     await this.db.query(

@@ -9,7 +9,7 @@ import { CommandHandler } from '@strata/application';
 import { Dispatcher } from './dispatcher';
 import { createManagementWorker } from './management-worker';
 import { createAgentReportsWorker, readModelZoneDirectory } from './agent-reports.worker';
-import { AgentReportsUseCase } from '@strata/application';
+import { AgentReportsUseCase, BackupOutcomesUseCase } from '@strata/application';
 
 export interface ManagementDeps {
   config: StrataConfig;
@@ -53,6 +53,7 @@ export async function startDispatcherAndWorkers(deps: ManagementDeps): Promise<S
   );
   const reports = createAgentReportsWorker(
     new AgentReportsUseCase(deps.handler, readModelZoneDirectory(deps.db)),
+    new BackupOutcomesUseCase(deps.handler),
     deps.config.redisUrl,
     deps.config.queuePrefix,
     createLogger('agent-reports', deps.config.logLevel),

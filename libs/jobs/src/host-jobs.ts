@@ -72,6 +72,26 @@ export interface ReportedDomain {
 export type AgentReport =
   | { type: 'HostHeartbeat'; hostName: string; zoneName: string; libvirtVersion: string; qemuVersion: string; capabilities: string[]; at: string }
   | { type: 'DomainsReported'; hostName: string; domains: ReportedDomain[]; at: string }
-  | { type: 'BackupProgressed'; backupId: string; bytesDone: number; bytesTotal: number; at: string }
-  | { type: 'BackupSucceeded'; backupId: string; volumes: { volumeId: string; storedBytes: number; virtualSizeBytes: number }[]; checkpointXml: string; at: string }
-  | { type: 'BackupFailed'; backupId: string; reason: string; cleanedUp: string[]; at: string };
+  | { type: 'BackupStarted'; vmId: string; backupId: string; hostName: string; at: string }
+  | { type: 'BackupProgressed'; vmId: string; backupId: string; bytesDone: number; bytesTotal: number; at: string }
+  | {
+      type: 'BackupSucceeded';
+      vmId: string;
+      backupId: string;
+      /** FULL when the host could not trust the parent's bitmap and fell back (then fullReason says why). */
+      backupType: 'FULL' | 'INCREMENTAL';
+      fullReason: string | null;
+      volumes: { volumeId: string; storedBytes: number; virtualSizeBytes: number }[];
+      checkpointXml: string;
+      at: string;
+    }
+  | {
+      type: 'BackupFailed';
+      vmId: string;
+      backupId: string;
+      reason: string;
+      cleanedUp: string[];
+      /** False when the failure leaves the parent's bitmap in doubt: the next backup must be full. */
+      checkpointTrusted: boolean;
+      at: string;
+    };

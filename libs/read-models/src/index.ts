@@ -3,3 +3,4 @@ export * from './data-source';
 export * from './projections';
 export * from './projector';
 export * from './projection-waiter';
+export * from './settings-lookup';

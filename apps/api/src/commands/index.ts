@@ -6,10 +6,11 @@ import { offeringCommands } from './offerings.commands';
 import { repositoryCommands } from './repositories.commands';
 import { zoneCommands } from './zones.commands';
 import { inventoryCommands } from './inventory.commands';
+import { backupCommands } from './backups.commands';
 
 export * from './api-services';
 
 /** Every command strata answers, except listApis which the protocol layer derives from this list. */
 export function catalogCommands(services: ApiServices): CommandDefinition[] {
-  return [...zoneCommands(services), ...offeringCommands(services), ...repositoryCommands(services), ...configurationCommands(services), ...asyncJobCommands(services), ...inventoryCommands(services)];
+  return [...zoneCommands(services), ...offeringCommands(services), ...repositoryCommands(services), ...configurationCommands(services), ...asyncJobCommands(services), ...inventoryCommands(services), ...backupCommands(services)];
 }
