@@ -1,0 +1,63 @@
+import { Queue } from 'bullmq';
+import { AgentConfig, Logger } from '@strata/config';
+import { AgentReport, AGENT_REPORTS_QUEUE, ReportedDomain } from '@strata/jobs';
+import { HostHypervisor } from './host-hypervisor.port';
+
+/** Domains are re-sent unchanged at least this often, so a restarted management plane catches up. */
+const FULL_REPORT_EVERY_MS = 60_000;
+
+/**
+ * Registers the host, beats, and reports its domains. Reports go through a durable queue, so a
+ * management plane that is down meanwhile receives them when it is back.
+ */
+export class HostAgent {
+  private timer: NodeJS.Timeout | null = null;
+  private lastDomains = '';
+  private lastFullReport = 0;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly hypervisor: HostHypervisor,
+    private readonly reports: Queue,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.tick();
+    this.timer = setInterval(() => {
+      this.running = this.tick();
+    }, this.config.heartbeatSeconds * 1000);
+    this.logger.log(`host ${this.config.hostName} reporting to zone ${this.config.zoneName} every ${this.config.heartbeatSeconds} s`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  private async send(report: AgentReport): Promise<void> {
+    await this.reports.add(report.type, report, { removeOnComplete: true, removeOnFail: { age: 24 * 3600 }, attempts: 10, backoff: { type: 'exponential', delay: 1000 } });
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const at = new Date().toISOString();
+      const [versions, capabilities] = await Promise.all([this.hypervisor.versions(), this.hypervisor.capabilities()]);
+      await this.send({ type: 'HostHeartbeat', hostName: this.config.hostName, zoneName: this.config.zoneName, libvirtVersion: versions.libvirt, qemuVersion: versions.qemu, capabilities, at });
+      const domains: ReportedDomain[] = await this.hypervisor.domains();
+      const key = JSON.stringify(domains);
+      if (key !== this.lastDomains || Date.now() - this.lastFullReport > FULL_REPORT_EVERY_MS) {
+        await this.send({ type: 'DomainsReported', hostName: this.config.hostName, domains, at });
+        this.lastDomains = key;
+        this.lastFullReport = Date.now();
+      }
+    } catch (error) {
+      this.logger.error(`report failed: ${(error as Error).message}`);
+    }
+  }
+}
+
+export function reportsQueue(config: AgentConfig): Queue {
+  return new Queue(AGENT_REPORTS_QUEUE, { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix });
+}
