@@ -79,7 +79,7 @@ export function configurationCommands(s: ApiServices): CommandDefinition[] {
       responseObject: 'configuration',
       params: [
         { name: 'name', type: 'string', required: true, maxLength: 255, description: 'the name of the setting' },
-        { name: 'value', type: 'string', maxLength: 1024, description: 'the new value (empty resets a string setting)' },
+        { name: 'value', type: 'string', sensitive: true, maxLength: 1024, description: 'the new value (empty resets a string setting)' },
         { name: 'zoneid', type: 'uuid', description: 'set the value for this zone only' },
       ],
       async handle(params, ctx) {

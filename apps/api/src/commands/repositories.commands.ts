@@ -49,7 +49,7 @@ export function repositoryCommands(s: ApiServices): CommandDefinition[] {
         { name: 'name', type: 'string', required: true, maxLength: 255, description: 'the name of the repository' },
         { name: 'address', type: 'string', required: true, maxLength: 1024, description: 'nfs host:/path, cifs //host/share[/path], cephfs mon[,mon]:/path, or an absolute local path' },
         { name: 'type', type: 'enum', enum: REPOSITORY_TYPES, required: true, description: 'nfs, cifs, cephfs or local' },
-        { name: 'mountopts', type: 'string', maxLength: 1024, description: 'comma-separated mount options; credentials (password=, secret=) are stored encrypted and never shown' },
+        { name: 'mountopts', type: 'string', sensitive: true, maxLength: 1024, description: 'comma-separated mount options; credentials (password=, secret=) are stored encrypted and never shown' },
         { name: 'zoneid', type: 'uuid', required: true, description: 'the zone of the repository' },
         { name: 'capacitybytes', type: 'long', min: 0, description: 'capacity of the repository in bytes' },
       ],
@@ -115,7 +115,7 @@ export function repositoryCommands(s: ApiServices): CommandDefinition[] {
         { name: 'id', type: 'uuid', required: true, description: 'the id of the repository' },
         { name: 'name', type: 'string', maxLength: 255, description: 'the new name' },
         { name: 'address', type: 'string', maxLength: 1024, description: 'the new address' },
-        { name: 'mountopts', type: 'string', maxLength: 1024, description: 'the new mount options' },
+        { name: 'mountopts', type: 'string', sensitive: true, maxLength: 1024, description: 'the new mount options' },
       ],
       async handle(params, ctx) {
         const repo = await liveRepository(params.id as string);

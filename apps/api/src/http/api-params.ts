@@ -27,7 +27,8 @@ export interface ApiParams {
 }
 
 const MAP_NAME = /^(.+)\[(\d{1,9})\]\.(.+)$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a value that starts with U+FEFF must reach the signature check unchanged.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const HEX: Record<string, number> = {};
 for (let i = 0; i < 16; i++) {
   HEX[i.toString(16)] = i;

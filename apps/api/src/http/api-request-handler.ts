@@ -36,6 +36,8 @@ interface Progress {
   command?: RegisteredCommand;
   user?: ApiUser;
   logNote?: string;
+  /** The POST body, once read: it may name the command when the request fails. */
+  body?: Buffer;
 }
 
 const FORM = /^application\/x-www-form-urlencoded\s*(;|$)/i;
@@ -66,7 +68,7 @@ export class ApiRequestHandler {
       // Inside the try: an unserializable result (a cycle, a BigInt in a raw body) is the command's bug.
       json = JSON.stringify(answer.body);
     } catch (err) {
-      if (!progress.command) this.guessCommand(request.url, progress);
+      if (!progress.command) this.guessCommand(request.url, progress.body, progress);
       answer = this.answerForError(err, progress);
       json = JSON.stringify(answer.body);
     }
@@ -82,7 +84,9 @@ export class ApiRequestHandler {
       throw ApiError.paramError(`request URL too long: strata accepts at most ${MAX_URL_BYTES / 1024} KB; send large parameters with POST`);
     }
 
-    const params = parseApiParams(queryOf(request.url), await this.bodyOf(request, method));
+    const body = await this.bodyOf(request, method);
+    progress.body = body;
+    const params = parseApiParams(queryOf(request.url), body);
     const commandName = params.get('command');
     progress.command = commandName ? this.registry.find(commandName) : undefined;
     progress.commandLabel = progress.command?.definition.name ?? (commandName ? `?${echo(commandName, 40)}` : '-');
@@ -110,9 +114,11 @@ export class ApiRequestHandler {
    * When a request fails before its parameters are read (405, broken encoding, duplicates), the command
    * named in the query string, if it is a real one, still gives the envelope, as in CloudStack.
    */
-  private guessCommand(url: string, progress: Progress): void {
+  private guessCommand(url: string, body: Buffer | undefined, progress: Progress): void {
     if (Buffer.byteLength(url, 'latin1') > MAX_URL_BYTES) return;
-    for (const segment of queryOf(url).split('&')) {
+    // A POST names its command in the form body.
+    const fields = [...queryOf(url).split('&'), ...(body ? body.toString('latin1').split('&') : [])];
+    for (const segment of fields) {
       const eq = segment.indexOf('=');
       if (eq < 0 || segment.slice(0, eq).toLowerCase() !== 'command') continue;
       const name = decodeFormComponent(Buffer.from(segment.slice(eq + 1), 'latin1'));

@@ -36,6 +36,8 @@ export interface ParamSpec {
   min?: number;
   max?: number;
   maxLength?: number;
+  /** may carry a secret: error answers never echo its value */
+  sensitive?: boolean;
   /** a User sending this parameter gets 531 (e.g. `hostid`) */
   adminOnly?: boolean;
   /** an extra check on the converted value; returns an error sentence or null */

@@ -162,7 +162,8 @@ export function validateParams(
     }
     if (spec.adminOnly && role !== 'Admin') throw adminOnlyParameter(commandName, spec.name);
 
-    const shown = scalar ?? `${spec.name}[0]...`;
+    // A parameter that may carry a secret (a passphrase, credentials in mount options) is never echoed.
+    const shown = spec.sensitive ? '(not shown)' : (scalar ?? `${spec.name}[0]...`);
     try {
       const value = mapEntries && mapEntries.length > 0 ? convertMap(mapEntries, spec) : convertScalar(scalar as string, spec);
       const complaint = spec.check?.(value) ?? null;
