@@ -55,10 +55,6 @@ describe('projector crash safety (real PostgreSQL, real process)', () => {
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     const resumed = await snapshot(client);
-    {
-      const missing = await client.query(`SELECT e.type, e.transaction_id::text || ':' || e.global_position AS pos FROM events e WHERE e.type = 'ZoneCreated' AND NOT EXISTS (SELECT 1 FROM zones z WHERE z.id = (e.data->>'zoneId')::uuid)`);
-      if (missing.rows.length) console.log('MISSING', JSON.stringify(missing.rows), 'killedAt', killedAt, 'last', lastPosition, 'zonesAtKill', zonesAtKill, first.output(), second.output());
-    }
 
     const rebuild = await runStrata(['projector', '--rebuild', '--exit-when-caught-up'], env);
     expect(rebuild.code).toBe(0);
