@@ -44,7 +44,7 @@ export class HostAgent {
     try {
       const at = new Date().toISOString();
       const [versions, capabilities] = await Promise.all([this.hypervisor.versions(), this.hypervisor.capabilities()]);
-      await this.send({ type: 'HostHeartbeat', hostName: this.config.hostName, zoneName: this.config.zoneName, libvirtVersion: versions.libvirt, qemuVersion: versions.qemu, capabilities, at });
+      await this.send({ type: 'HostHeartbeat', hostName: this.config.hostName, zoneName: this.config.zoneName, libvirtVersion: versions.libvirt, qemuVersion: versions.qemu, capabilities, heartbeatSeconds: this.config.heartbeatSeconds, at });
       const domains: ReportedDomain[] = await this.hypervisor.domains();
       const key = JSON.stringify(domains);
       if (key !== this.lastDomains || Date.now() - this.lastFullReport > FULL_REPORT_EVERY_MS) {

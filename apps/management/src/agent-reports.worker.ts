@@ -18,8 +18,8 @@ export function readModelZoneDirectory(db: DataSource): ZoneDirectory {
   };
 }
 
-/** A host is Disconnected when it has been silent this long (three missed 10 s heartbeats). */
-export const HOST_SILENCE_LIMIT_MS = 30_000;
+/** A host is Disconnected after this many missed heartbeats. */
+export const MISSED_HEARTBEATS_LIMIT = 3;
 
 /**
  * Reports from the agents become events. Last-seen times live in Redis (not in events: heartbeats are
@@ -35,7 +35,8 @@ export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: 
       switch (report.type) {
         case 'HostHeartbeat': {
           const hostId = await useCase.heartbeat(report);
-          await redis.hset(lastSeenKey, hostId, String(Date.parse(report.at)));
+          // "<last seen ms>:<silence limit ms>", so the monitor needs nothing else.
+          await redis.hset(lastSeenKey, hostId, `${Date.parse(report.at)}:${report.heartbeatSeconds * 1000 * MISSED_HEARTBEATS_LIMIT}`);
           return;
         }
         case 'DomainsReported':
@@ -60,14 +61,15 @@ export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: 
     void (async () => {
       const seen = await redis.hgetall(lastSeenKey);
       const now = Date.now();
-      for (const [hostId, at] of Object.entries(seen)) {
-        if (now - Number(at) > HOST_SILENCE_LIMIT_MS) {
-          await useCase.disconnect(hostId, now - Number(at));
+      for (const [hostId, value] of Object.entries(seen)) {
+        const [at, limit] = value.split(':').map(Number);
+        if (now - at > limit) {
+          await useCase.disconnect(hostId, now - at);
           await redis.hdel(lastSeenKey, hostId);
-          logger.log(`host ${hostId} silent for ${Math.round((now - Number(at)) / 1000)} s: Disconnected`);
+          logger.log(`host ${hostId} silent for ${Math.round((now - at) / 1000)} s: Disconnected`);
         }
       }
     })().catch((error: Error) => logger.error(`host monitor: ${error.message}`));
-  }, 5_000);
+  }, 1_000);
   return { worker, monitor, redis };
 }

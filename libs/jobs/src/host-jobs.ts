@@ -70,7 +70,17 @@ export interface ReportedDomain {
 }
 
 export type AgentReport =
-  | { type: 'HostHeartbeat'; hostName: string; zoneName: string; libvirtVersion: string; qemuVersion: string; capabilities: string[]; at: string }
+  | {
+      type: 'HostHeartbeat';
+      hostName: string;
+      zoneName: string;
+      libvirtVersion: string;
+      qemuVersion: string;
+      capabilities: string[];
+      /** The agent's beat; three missed beats make the host Disconnected. */
+      heartbeatSeconds: number;
+      at: string;
+    }
   | { type: 'DomainsReported'; hostName: string; domains: ReportedDomain[]; at: string }
   | { type: 'BackupStarted'; vmId: string; backupId: string; hostName: string; at: string }
   | { type: 'BackupProgressed'; vmId: string; backupId: string; bytesDone: number; bytesTotal: number; at: string }
