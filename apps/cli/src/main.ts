@@ -1,6 +1,8 @@
 import 'reflect-metadata';
 import { SecretBox } from '@strata/application';
-import { ConfigError, createLogger, loadConfig, redactUrl, StrataConfig } from '@strata/config';
+import { ConfigError, createLogger, loadAgentConfig, loadConfig, redactUrl, StrataConfig } from '@strata/config';
+import { HostAgent, reportsQueue } from '../../host-agent/src/host-agent';
+import { LibvirtHostHypervisor } from '../../host-agent/src/libvirt-host-hypervisor';
 import { runMigrations } from '@strata/read-models';
 import { startApiServer } from '../../api/src/api-server';
 import { createProjector, startDispatcherAndWorkers, Stoppable } from '../../management/src/management-plane';
@@ -16,6 +18,7 @@ usage:
   strata projector [--rebuild] [--exit-when-caught-up]
                                       keep the read models current; --rebuild replays every event from zero
   strata dispatcher                   turn events into jobs and run the management workers
+  strata agent                        the host agent of a KVM host (STRATA_AGENT_* variables)
   strata keys create --role Admin|User --name NAME [--json]
                                       create an API user and print its keys
 
@@ -110,6 +113,20 @@ async function dispatcher(config: StrataConfig, args: string[]): Promise<void> {
   });
 }
 
+/** The agent reads only its own variables: it never needs (nor gets) database credentials. */
+async function agent(args: string[]): Promise<void> {
+  noMoreArgs(args);
+  const config = loadAgentConfig(process.env);
+  const logger = createLogger('agent', config.logLevel);
+  const reports = reportsQueue(config);
+  const hostAgent = new HostAgent(config, new LibvirtHostHypervisor(config.libvirtUri), reports, logger);
+  await hostAgent.start();
+  onShutdown(logger, async () => {
+    await hostAgent.stop();
+    await reports.close();
+  });
+}
+
 async function keys(config: StrataConfig, args: string[]): Promise<void> {
   if (args.shift() !== 'create') throw new UsageError('usage: strata keys create --role Admin|User --name NAME [--json]');
   const role = option(args, '--role');
@@ -137,6 +154,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
+  if (command === 'agent') return agent(args);
   const config = loadConfig(process.env);
   switch (command) {
     case 'migrate':

@@ -1,0 +1,42 @@
+import { ExecaProcessRunner, ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { ReportedDomain } from '@strata/jobs';
+import { HostHypervisor } from './host-hypervisor.port';
+
+/** The agent's view of the host, through libs/hypervisor (the one place that spawns processes). */
+export class LibvirtHostHypervisor implements HostHypervisor {
+  readonly virsh: VirshDriver;
+  readonly qemuImg: QemuImgDriver;
+
+  constructor(uri: string) {
+    const runner = new ExecaProcessRunner();
+    this.virsh = new VirshDriver(uri, runner);
+    this.qemuImg = new QemuImgDriver(runner);
+  }
+
+  async versions(): Promise<{ libvirt: string; qemu: string }> {
+    const v = await this.virsh.version();
+    return { libvirt: (v.daemon ?? v.library).text, qemu: v.hypervisor.version.text };
+  }
+
+  async capabilities(): Promise<string[]> {
+    // Push-mode backups with checkpoints (libvirt >= 7.6 / QEMU >= 6.0) are what strata relies on.
+    const v = await this.virsh.version();
+    const lib = v.daemon ?? v.library;
+    const caps = ['backup-push', 'checkpoints', 'qemu-storage-daemon'];
+    return lib.major > 7 || (lib.major === 7 && lib.minor >= 6) ? caps : [];
+  }
+
+  async domains(): Promise<ReportedDomain[]> {
+    const out: ReportedDomain[] = [];
+    for (const d of await this.virsh.listDomains()) {
+      const disks = (await this.virsh.domainDisks(d.name)).filter((k) => k.device === 'disk' && k.sourcePath && (k.type === 'file' || k.type === 'block'));
+      const reported: ReportedDomain['disks'] = [];
+      for (const disk of disks) {
+        const info = (await this.qemuImg.info(disk.sourcePath!, { forceShare: true })) as ImageInfo;
+        reported.push({ target: disk.target, sourcePath: disk.sourcePath!, format: disk.format ?? info.format, virtualSizeBytes: info.virtualSizeBytes });
+      }
+      out.push({ uuid: d.uuid, name: d.name, state: d.state === 'running' || d.state === 'paused' || d.state === 'blocked' ? 'Running' : 'Stopped', disks: reported });
+    }
+    return out;
+  }
+}
