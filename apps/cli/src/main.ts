@@ -1,7 +1,9 @@
 import 'reflect-metadata';
 import { SecretBox } from '@strata/application';
 import { ConfigError, createLogger, loadAgentConfig, loadConfig, redactUrl, StrataConfig } from '@strata/config';
-import { HostAgent, reportsQueue } from '../../host-agent/src/host-agent';
+import { createHostWorker, HostAgent, reportsQueue } from '../../host-agent/src/host-agent';
+import { BackupExecutor } from '../../host-agent/src/backup-executor';
+import { hostIdFor } from '@strata/application';
 import { LibvirtHostHypervisor } from '../../host-agent/src/libvirt-host-hypervisor';
 import { runMigrations } from '@strata/read-models';
 import { startApiServer } from '../../api/src/api-server';
@@ -119,9 +121,13 @@ async function agent(args: string[]): Promise<void> {
   const config = loadAgentConfig(process.env);
   const logger = createLogger('agent', config.logLevel);
   const reports = reportsQueue(config);
-  const hostAgent = new HostAgent(config, new LibvirtHostHypervisor(config.libvirtUri), reports, logger);
+  const hypervisor = new LibvirtHostHypervisor(config.libvirtUri);
+  const hostAgent = new HostAgent(config, hypervisor, reports, logger);
   await hostAgent.start();
+  const executor = new BackupExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), config.hostName, logger);
+  const worker = createHostWorker(config, hostIdFor(config.hostName), executor, logger);
   onShutdown(logger, async () => {
+    await worker.close();
     await hostAgent.stop();
     await reports.close();
   });

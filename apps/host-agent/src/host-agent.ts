@@ -1,6 +1,7 @@
-import { Queue } from 'bullmq';
+import { Job, Queue, Worker } from 'bullmq';
 import { AgentConfig, Logger } from '@strata/config';
-import { AgentReport, AGENT_REPORTS_QUEUE, ReportedDomain } from '@strata/jobs';
+import { AgentReport, AGENT_REPORTS_QUEUE, hostQueueName, HostJob, ReportedDomain } from '@strata/jobs';
+import { BackupExecutor } from './backup-executor';
 import { HostHypervisor } from './host-hypervisor.port';
 
 /** Domains are re-sent unchanged at least this often, so a restarted management plane catches up. */
@@ -36,7 +37,7 @@ export class HostAgent {
     await this.running;
   }
 
-  private async send(report: AgentReport): Promise<void> {
+  async send(report: AgentReport): Promise<void> {
     await this.reports.add(report.type, report, { removeOnComplete: true, removeOnFail: { age: 24 * 3600 }, attempts: 10, backoff: { type: 'exponential', delay: 1000 } });
   }
 
@@ -60,4 +61,19 @@ export class HostAgent {
 
 export function reportsQueue(config: AgentConfig): Queue {
   return new Queue(AGENT_REPORTS_QUEUE, { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix });
+}
+
+/** The host's work queue. Thin: the job carries everything; the executor does the work and reports. */
+export function createHostWorker(config: AgentConfig, hostId: string, executor: BackupExecutor, logger: Logger): Worker {
+  const worker = new Worker(
+    hostQueueName(hostId),
+    async (job: Job) => {
+      const j = { name: job.name, data: job.data } as HostJob;
+      if (j.name !== 'backup') throw new Error(`unknown host job ${job.name}`);
+      await executor.run(j.data);
+    },
+    { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix, concurrency: 4 },
+  );
+  worker.on('error', (error) => logger.error(`host worker: ${error.message}`));
+  return worker;
 }
