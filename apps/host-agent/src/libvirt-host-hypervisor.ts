@@ -1,4 +1,4 @@
-import { ExecaProcessRunner, ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { DomainNotFoundError, DomainState, ExecaProcessRunner, ImageInfo, ImageNotFoundError, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
 import { ReportedDomain } from '@strata/jobs';
 import { HostHypervisor } from './host-hypervisor.port';
 
@@ -29,14 +29,25 @@ export class LibvirtHostHypervisor implements HostHypervisor {
   async domains(): Promise<ReportedDomain[]> {
     const out: ReportedDomain[] = [];
     for (const d of await this.virsh.listDomains()) {
-      const disks = (await this.virsh.domainDisks(d.name)).filter((k) => k.device === 'disk' && k.sourcePath && (k.type === 'file' || k.type === 'block'));
-      const reported: ReportedDomain['disks'] = [];
-      for (const disk of disks) {
-        const info = (await this.qemuImg.info(disk.sourcePath!, { forceShare: true })) as ImageInfo;
-        reported.push({ target: disk.target, sourcePath: disk.sourcePath!, format: disk.format ?? info.format, virtualSizeBytes: info.virtualSizeBytes });
+      try {
+        out.push(await this.describe(d.uuid, d.name, d.state));
+      } catch (error) {
+        // A domain undefined (or a disk removed) between the listing and the look: it is simply gone.
+        if (error instanceof DomainNotFoundError || error instanceof ImageNotFoundError) continue;
+        throw error;
       }
-      out.push({ uuid: d.uuid, name: d.name, state: d.state === 'running' || d.state === 'paused' || d.state === 'blocked' ? 'Running' : 'Stopped', disks: reported });
     }
     return out;
+  }
+
+  private async describe(uuid: string, name: string, state: DomainState): Promise<ReportedDomain> {
+    const disks = (await this.virsh.domainDisks(name)).filter((k) => k.device === 'disk' && k.sourcePath && (k.type === 'file' || k.type === 'block'));
+    const reported: ReportedDomain['disks'] = [];
+    for (const disk of disks) {
+      const info = (await this.qemuImg.info(disk.sourcePath!, { forceShare: true })) as ImageInfo;
+      reported.push({ target: disk.target, sourcePath: disk.sourcePath!, format: disk.format ?? info.format, virtualSizeBytes: info.virtualSizeBytes });
+    }
+    const live = state === 'running' || state === 'paused' || state === 'blocked';
+    return { uuid, name, state: live ? 'Running' : 'Stopped', disks: reported };
   }
 }
