@@ -24,3 +24,16 @@ export class InvalidStreamNameError extends Error {
     super(`invalid stream name "${streamId}": expected <category>-<id> with no "-" inside the category`);
   }
 }
+
+/** A checkpoint that this adapter did not produce (checkpoints are not portable between adapters' formats). */
+export class InvalidCheckpointError extends Error {
+  override readonly name = 'InvalidCheckpointError';
+  constructor(readonly checkpoint: string) {
+    super(`invalid event store checkpoint "${checkpoint}"`);
+  }
+}
+
+/** An append the port does not accept (no events, an id that is not a UUID, the same id twice). */
+export class InvalidAppendError extends Error {
+  override readonly name = 'InvalidAppendError';
+}

@@ -62,10 +62,19 @@ export interface Subscription {
 }
 
 export interface EventStore {
+  /**
+   * All events or none. ConcurrencyError when the stream is not at `expected`. Idempotent by event id:
+   * when every id is already in the stream this is a no-op that answers what the original append did,
+   * whatever `expected` is now; when only some are, IdempotencyConflictError. InvalidStreamNameError /
+   * InvalidAppendError for a malformed call.
+   */
   append(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult>;
-  /** Events of one stream in stream order; an empty array when the stream does not exist. */
+  /** Events of one stream in stream order; an empty array when the stream does not exist. Sees every commit. */
   readStream(streamId: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
-  /** Up to `limit` events after `after` (exclusive) in global order. */
+  /**
+   * Up to `limit` events after `after` (exclusive) in global order. May lag slightly behind commits (an
+   * adapter may hold back events until it is sure nothing can still land before them), never skips one.
+   */
   readAll(after: Checkpoint | null, limit: number): Promise<RecordedEvent[]>;
   subscribeToAll(options: SubscribeOptions): Subscription;
   /** Negative, zero or positive as a is before, equal to or after b in the global order. */
