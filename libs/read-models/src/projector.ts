@@ -3,6 +3,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { Checkpoint, EventStore, RecordedEvent, Subscription } from '@strata/event-store';
 import { READ_MODEL_TABLES } from './entities';
 import { Projection } from './projections';
+import { BatchedSqlExecutor } from './projections/batched-sql';
 
 export const PROJECTED_CHANNEL = 'strata_projected';
 const PROJECTOR_LOCK_KEY = 0x5374_7261; // "Stra": one active projector per database
@@ -85,9 +86,13 @@ export class Projector {
   async runUntilCaughtUp(): Promise<number> {
     let from = await this.checkpoint();
     let total = 0;
+    let next = this.store.readAll(from, this.batchSize);
     for (;;) {
-      const events = await this.store.readAll(from, this.batchSize);
+      const events = await next;
       if (events.length === 0) return total;
+      // Read the next batch while this one is written.
+      next = this.store.readAll(events[events.length - 1].position, this.batchSize);
+      next.catch(() => undefined);
       from = await this.applyBatch(events, from);
       total += events.length;
     }
@@ -156,9 +161,14 @@ export class Projector {
       if (current !== expectedCheckpoint) {
         throw new ProjectorFencedError(`projector ${this.name}: checkpoint moved to ${current} while this instance expected ${expectedCheckpoint}`);
       }
+      // Rows and checkpoint commit together, so a commit lost in a crash is simply replayed: the
+      // projector does not need to wait for the WAL flush.
+      await em.query(`SET LOCAL synchronous_commit = off`);
+      const batch = new BatchedSqlExecutor();
       for (const event of events) {
-        for (const projection of this.byType.get(event.type) ?? []) await projection.apply(event, em);
+        for (const projection of this.byType.get(event.type) ?? []) await projection.apply(event, batch);
       }
+      await batch.flush(em);
       await em.query(
         `INSERT INTO projection_checkpoints (name, position, updated) VALUES ($1, $2, now())
          ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated = EXCLUDED.updated`,
