@@ -21,4 +21,13 @@ else
 fi
 
 echo "[test] npm test $*"
-npm test -- "$@"
+# Jest's own summary is not one CI reads, so the run ends with the plain "N passed, N failed" line.
+results=$(mktemp)
+rc=0
+npm test -- --json --outputFile="$results" "$@" || rc=$?
+STRATA_JEST_RESULTS=$results node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.env.STRATA_JEST_RESULTS, "utf8"));
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' || echo "tests: no results (the run stopped before Jest reported; exit code $rc)"
+rm -f "$results"
+exit "$rc"
