@@ -1,7 +1,7 @@
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Logger } from '@strata/config';
-import { DomainJobTimeoutError, ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { DomainJobTimeoutError, ImageInfo, parseCheckpointXml, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
 import { AgentReport, BackupJobData, BackupVolumeSpec } from '@strata/jobs';
 
 export class UnsupportedRepositoryError extends Error {
@@ -35,6 +35,28 @@ export function checkpointXml(name: string, targets: string[], allTargets: strin
   return `<domaincheckpoint><name>${escapeXml(name)}</name><disks>${disks.join('')}</disks></domaincheckpoint>`;
 }
 
+/**
+ * A checkpoint XML recorded earlier, made fit for `checkpoint-create --redefine` on a libvirt that knows
+ * only `known`: libvirt refuses to redefine a checkpoint whose `<parent>` it does not know (after the
+ * domain was undefined with its checkpoint metadata, it knows none), and the parent link is not needed for
+ * an incremental backup, which reads only this checkpoint's own bitmap.
+ */
+export function redefinableCheckpointXml(xml: string, known: ReadonlySet<string>): string {
+  const parent = parseCheckpointXml(xml).parent;
+  if (parent === null || known.has(parent)) return xml;
+  // The checkpoint's own <parent> comes before its <domain> (whose XML has no top-level <parent>).
+  return xml.replace(/<parent>\s*<name>[^<]*<\/name>\s*<\/parent>\s*/, '');
+}
+
+/**
+ * Test-only failpoint (issue 3, point 9: an agent killed mid-backup). With
+ * `STRATA_AGENT_FAILPOINT=hang-after-backup-begin` the executor logs that it got there and then waits for
+ * ever, right after `backupBegin` (libvirt's backup job runs, the new checkpoint exists, the target files
+ * are partial), so that a test can SIGKILL the agent at that point. Unset (always, outside tests) it does
+ * nothing.
+ */
+export const FAILPOINT_ENV = 'STRATA_AGENT_FAILPOINT';
+
 interface Plan {
   type: 'FULL' | 'INCREMENTAL';
   fullReason: string | null;
@@ -42,10 +64,33 @@ interface Plan {
   volumes: BackupVolumeSpec[];
 }
 
+interface LiveNode {
+  nodeName: string;
+  file: string;
+  bitmaps: { name: string; inconsistent: boolean; recording: boolean }[];
+}
+
+interface Manifest {
+  type: 'FULL' | 'INCREMENTAL';
+  fullReason: string | null;
+  volumes: { volumeId: string; storedBytes?: number; virtualSizeBytes?: number }[];
+}
+
+const isActiveJob = (type: string | undefined) => type === 'bounded' || type === 'unbounded';
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
 /**
- * One backup on this host. A retried job (the agent died mid-backup) first undoes whatever its earlier
- * attempt left (a running libvirt job, the new checkpoint, partial files), then starts over; a backup is
- * complete only when its manifest exists, which is written last and atomically.
+ * One backup on this host. A retried job (the agent died mid-backup and BullMQ handed the job out again)
+ * first reports an attempt that had finished (manifest written, checkpoint there), or else undoes whatever
+ * the earlier attempt left (its running libvirt backup job, its new checkpoint and bitmaps, a VM it had
+ * started paused, partial files) and starts over. A backup is complete only when its manifest exists,
+ * which is written last and atomically.
  */
 export class BackupExecutor {
   constructor(
@@ -65,24 +110,29 @@ export class BackupExecutor {
     let startedForBackup = false;
     let plan: Plan = { type: job.type, fullReason: null, chainId: job.chainId, volumes: job.volumes };
     try {
+      if (await this.reportFinishedAttempt(job, root)) return;
       await this.undoEarlierAttempt(job, root, cleanedUp);
       const running = (await this.virsh.domainState(domain)).state !== 'shutoff';
       if (job.type === 'INCREMENTAL') {
         const reason = await this.untrustedParent(job, running);
         if (reason) {
           this.logger.warn(`backup ${job.backupId} of ${domain}: ${reason}; taking a full backup instead`);
-          await this.removeStrataCheckpoints(job, running);
+          // From here on the chain's checkpoints are gone: a failure must not let the next backup trust them.
           plan = {
             type: 'FULL',
             fullReason: 'checkpoint or bitmap not trusted',
             chainId: job.backupId,
             volumes: job.volumes.map((v) => ({ ...v, backingFile: null, targetFile: posix.join(job.vmId, job.backupId, job.backupId, `${v.volumeId}.qcow2`) })),
           };
+          await this.removeStrataCheckpoints(job, running);
         }
       }
       // A stopped VM is started paused: the guest runs no instruction, and the backup and its checkpoint
       // go through exactly the same libvirt path as for a running VM, so libvirt's checkpoint view stays right.
+      // The marker tells a retry after an agent crash that the VM it finds paused was started here.
       if (!running) {
+        await mkdir(join(root, job.vmId), { recursive: true });
+        await writeFile(this.startedMarker(job, root), `${domain}\n`);
         await this.virsh.start(domain, { paused: true });
         startedForBackup = true;
       }
@@ -100,6 +150,7 @@ export class BackupExecutor {
         backupXml(volumes, allTargets, plan.type === 'INCREMENTAL' ? job.parentCheckpointName : null),
         checkpointXml(job.checkpointName, volumes.map((v) => v.target), allTargets),
       );
+      await this.failpoint('hang-after-backup-begin', job);
       let lastReport = 0;
       try {
         await this.virsh.waitForJob(domain, {
@@ -113,7 +164,7 @@ export class BackupExecutor {
         });
       } catch (error) {
         if (error instanceof DomainJobTimeoutError) {
-          await this.virsh.domJobAbort(domain).catch(() => undefined);
+          await this.abortJob(domain).catch(() => undefined); // the clean-up below tries again
           cleanedUp.push('aborted the libvirt backup job');
           throw new Error(`the backup exceeded knib.timeout (${job.timeoutSeconds} s) and was aborted`);
         }
@@ -126,15 +177,23 @@ export class BackupExecutor {
         stored.push({ volumeId: v.volumeId, storedBytes: info.actualSizeBytes ?? 0, virtualSizeBytes: info.virtualSizeBytes });
       }
       await this.writeManifest(root, job, plan, stored, await this.virsh.domainXml(domain, { inactive: true }));
-      if (startedForBackup) await this.virsh.destroy(domain);
+      if (startedForBackup) {
+        await this.virsh.destroy(domain);
+        await rm(this.startedMarker(job, root), { force: true });
+      }
       startedForBackup = false;
       await this.report({ type: 'BackupSucceeded', vmId: job.vmId, backupId: job.backupId, backupType: plan.type, fullReason: plan.fullReason, volumes: stored, checkpointXml: checkpoint, at: at() });
       this.logger.log(`backup ${job.backupId} of ${domain}: ${plan.type} done, ${stored.reduce((n, v) => n + v.storedBytes, 0)} bytes stored`);
     } catch (error) {
       const reason = (error as Error).message;
       this.logger.error(`backup ${job.backupId} of ${domain} failed: ${reason}`);
-      const trusted = await this.cleanUp(job, root, plan, cleanedUp);
-      if (startedForBackup) await this.virsh.destroy(domain).catch(() => undefined);
+      let trusted = await this.cleanUp(job, root, plan, cleanedUp);
+      // A fall-back full removed the chain's checkpoints: whatever happened after, the chain is over.
+      if (plan.type !== job.type) trusted = false;
+      if (startedForBackup) {
+        await this.virsh.destroy(domain).catch(() => undefined);
+        await rm(this.startedMarker(job, root), { force: true }).catch(() => undefined);
+      }
       await this.report({ type: 'BackupFailed', vmId: job.vmId, backupId: job.backupId, reason, cleanedUp, checkpointTrusted: trusted, at: at() });
     }
   }
@@ -143,14 +202,17 @@ export class BackupExecutor {
   private async untrustedParent(job: BackupJobData, running: boolean): Promise<string | null> {
     const parent = job.parentCheckpointName;
     if (!parent) return 'no parent checkpoint was recorded';
-    // A running QEMU keeps persistent bitmaps in memory and writes them to the image only when it closes
-    // it, so a running VM is asked through QMP; a stopped one's image header is the truth.
-    const liveBitmapsByFile = running ? await this.liveBitmaps(job.domainName) : null;
+    // The qcow2 bitmap is the truth. A running QEMU keeps persistent bitmaps in memory and writes them to
+    // the image only when it closes it, so a running VM is asked through QMP; a stopped one's image header
+    // is the truth.
+    const live = running ? await this.liveNodes(job.domainName) : null;
     for (const v of job.volumes) {
-      if (liveBitmapsByFile) {
-        const bitmap = liveBitmapsByFile.get(v.sourcePath)?.find((b) => b.name === parent);
+      if (live) {
+        const bitmap = live.find((n) => n.file === v.sourcePath)?.bitmaps.find((b) => b.name === parent);
         if (!bitmap) return `volume ${v.target} has no bitmap ${parent}`;
+        // Inconsistent: QEMU found it marked in-use when it opened the image (a crash): its content is unknown.
         if (bitmap.inconsistent) return `bitmap ${parent} of volume ${v.target} is inconsistent`;
+        if (!bitmap.recording) return `bitmap ${parent} of volume ${v.target} does not record writes`;
         continue;
       }
       const info = (await this.qemuImg.info(v.sourcePath)) as ImageInfo;
@@ -158,12 +220,13 @@ export class BackupExecutor {
       if (!bitmap) return `volume ${v.target} has no bitmap ${parent}`;
       // In a stopped image, in-use means QEMU did not store the bitmap cleanly (a crash): its content is unknown.
       if (bitmap.inUse) return `bitmap ${parent} of volume ${v.target} was not stored cleanly`;
+      if (!bitmap.auto) return `bitmap ${parent} of volume ${v.target} does not record writes`;
     }
-    const known = (await this.virsh.checkpointList(job.domainName)).some((c) => c.name === parent);
-    if (!known) {
+    const known = new Set((await this.virsh.checkpointList(job.domainName)).map((c) => c.name));
+    if (!known.has(parent)) {
       if (!job.parentCheckpointXml) return `libvirt lost checkpoint ${parent} and no definition was recorded`;
       try {
-        await this.virsh.checkpointRedefine(job.domainName, job.parentCheckpointXml);
+        await this.virsh.checkpointRedefine(job.domainName, redefinableCheckpointXml(job.parentCheckpointXml, known));
         this.logger.log(`redefined checkpoint ${parent} of ${job.domainName} from the recorded definition`);
       } catch (error) {
         return `checkpoint ${parent} could not be redefined: ${(error as Error).message}`;
@@ -172,41 +235,173 @@ export class BackupExecutor {
     return null;
   }
 
-  /** Dirty bitmaps of a running domain's images, by image file name (QMP query-named-block-nodes). */
-  private async liveBitmaps(domain: string): Promise<Map<string, { name: string; inconsistent: boolean }[]>> {
-    const nodes = (await this.virsh.qmp(domain, 'query-named-block-nodes', { flat: true })) as { file?: string; drv?: string; 'dirty-bitmaps'?: { name: string; inconsistent?: boolean }[] }[];
-    const out = new Map<string, { name: string; inconsistent: boolean }[]>();
-    for (const node of nodes) {
-      if (!node.file || node.drv !== 'qcow2') continue;
-      const bitmaps = (node['dirty-bitmaps'] ?? []).map((b) => ({ name: b.name, inconsistent: b.inconsistent === true }));
-      out.set(node.file, [...(out.get(node.file) ?? []), ...bitmaps]);
-    }
-    return out;
+  /** The qcow2 nodes of a running domain with their dirty bitmaps (QMP query-named-block-nodes). */
+  private async liveNodes(domain: string): Promise<LiveNode[]> {
+    const nodes = (await this.virsh.qmp(domain, 'query-named-block-nodes', { flat: true })) as {
+      'node-name'?: string;
+      file?: string;
+      drv?: string;
+      'dirty-bitmaps'?: { name: string; inconsistent?: boolean; recording?: boolean }[];
+    }[];
+    return nodes
+      .filter((n) => n.file && n['node-name'] && n.drv === 'qcow2')
+      .map((n) => ({
+        nodeName: n['node-name']!,
+        file: n.file!,
+        bitmaps: (n['dirty-bitmaps'] ?? []).map((b) => ({ name: b.name, inconsistent: b.inconsistent === true, recording: b.recording !== false })),
+      }));
   }
 
-  /** Before a fall-back full: no strata checkpoint or bitmap may stay behind for a later backup to trust. */
+  /**
+   * Before a fall-back full: no strata checkpoint or bitmap may stay behind for a later backup to trust,
+   * including bitmaps libvirt no longer knows (after it lost its metadata) and bitmaps a crash left in-use.
+   */
   private async removeStrataCheckpoints(job: BackupJobData, running: boolean): Promise<void> {
     const checkpoints = (await this.virsh.checkpointList(job.domainName)).filter((c) => c.name.startsWith('strata-')).reverse();
-    for (const c of checkpoints) await this.virsh.checkpointDelete(job.domainName, c.name).catch(() => this.virsh.checkpointDelete(job.domainName, c.name, { metadataOnly: true }));
-    if (running) return;
-    for (const v of job.volumes) {
-      const info = (await this.qemuImg.info(v.sourcePath)) as ImageInfo;
-      for (const b of info.bitmaps.filter((x) => x.name.startsWith('strata-'))) await this.qemuImg.bitmap(v.sourcePath, b.name, { op: 'remove' });
+    for (const c of checkpoints) await this.deleteCheckpoint(job, c.name, running);
+    const removed = await this.removeBitmaps(job, running, (name) => name.startsWith('strata-'));
+    this.logger.log(
+      `backup ${job.backupId} of ${job.domainName}: removed checkpoints [${checkpoints.map((c) => c.name).join(', ')}] and left-over bitmaps [${removed.join(', ')}]`,
+    );
+  }
+
+  /**
+   * Deletes a checkpoint and its bitmaps. libvirt deletes bitmaps only of a running domain whose images all
+   * have them; otherwise it forgets the checkpoint and the bitmaps are removed here.
+   */
+  private async deleteCheckpoint(job: BackupJobData, name: string, running: boolean): Promise<void> {
+    try {
+      await this.virsh.checkpointDelete(job.domainName, name);
+    } catch {
+      await this.virsh.checkpointDelete(job.domainName, name, { metadataOnly: true });
+      await this.removeBitmaps(job, running, (b) => b === name);
     }
   }
 
+  /** Removes the job's volumes' bitmaps whose names match (QMP for a running domain, qemu-img otherwise). */
+  private async removeBitmaps(job: BackupJobData, running: boolean, matches: (name: string) => boolean): Promise<string[]> {
+    const removed: string[] = [];
+    const sources = new Set(job.volumes.map((v) => v.sourcePath));
+    if (running) {
+      for (const node of (await this.liveNodes(job.domainName)).filter((n) => sources.has(n.file))) {
+        for (const b of node.bitmaps.filter((x) => matches(x.name))) {
+          await this.virsh.qmp(job.domainName, 'block-dirty-bitmap-remove', { node: node.nodeName, name: b.name });
+          removed.push(`${b.name} (${node.file})`);
+        }
+      }
+      return removed;
+    }
+    for (const file of sources) {
+      const info = (await this.qemuImg.info(file)) as ImageInfo;
+      for (const b of info.bitmaps.filter((x) => matches(x.name))) {
+        await this.qemuImg.bitmap(file, b.name, { op: 'remove' });
+        removed.push(`${b.name} (${file})`);
+      }
+    }
+    return removed;
+  }
+
+  /** Aborts the domain's active job and waits until libvirt has ended it. */
+  private async abortJob(domain: string): Promise<void> {
+    await this.virsh.domJobAbort(domain).catch(() => undefined);
+    const deadline = Date.now() + 60_000;
+    while (isActiveJob((await this.virsh.domJobInfo(domain)).type)) {
+      if (Date.now() > deadline) throw new Error(`the libvirt job of ${domain} did not end within 60 s of its abort`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private startedMarker(job: BackupJobData, root: string): string {
+    return join(root, job.vmId, `.started-paused-for-${job.backupId}`);
+  }
+
+  private backupDirs(job: BackupJobData, root: string): string[] {
+    return [join(root, job.vmId, job.chainId, job.backupId), join(root, job.vmId, job.backupId, job.backupId)];
+  }
+
+  /**
+   * A retried job whose earlier attempt had finished (manifest written, checkpoint defined, no job running)
+   * but died before reporting: report that backup rather than take it again (its files and its checkpoint
+   * belong together). Returns whether it did.
+   */
+  private async reportFinishedAttempt(job: BackupJobData, root: string): Promise<boolean> {
+    for (const dir of this.backupDirs(job, root)) {
+      let manifest: Manifest;
+      try {
+        manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+      } catch {
+        continue;
+      }
+      // A shut-off domain runs no job (and domjobinfo refuses to answer for it).
+      if (isActiveJob((await this.virsh.domJobInfo(job.domainName).catch(() => null))?.type)) return false;
+      if (!(await this.virsh.checkpointList(job.domainName)).some((c) => c.name === job.checkpointName)) return false;
+      const marker = this.startedMarker(job, root);
+      if (await exists(marker)) {
+        if ((await this.virsh.domainState(job.domainName)).state === 'paused') await this.virsh.destroy(job.domainName);
+        await rm(marker, { force: true });
+      }
+      const checkpoint = await this.virsh.checkpointDumpXml(job.domainName, job.checkpointName);
+      const volumes = manifest.volumes.map((v) => ({ volumeId: v.volumeId, storedBytes: v.storedBytes ?? 0, virtualSizeBytes: v.virtualSizeBytes ?? 0 }));
+      await this.report({ type: 'BackupSucceeded', vmId: job.vmId, backupId: job.backupId, backupType: manifest.type, fullReason: manifest.fullReason, volumes, checkpointXml: checkpoint, at: new Date().toISOString() });
+      this.logger.log(`backup ${job.backupId} of ${job.domainName}: an earlier attempt had finished (${dir}); reported it`);
+      return true;
+    }
+    return false;
+  }
+
+  /** What an attempt that died left behind, undone; nothing on a first attempt. */
   private async undoEarlierAttempt(job: BackupJobData, root: string, cleanedUp: string[]): Promise<void> {
-    const info = await this.virsh.domJobInfo(job.domainName).catch(() => null);
-    if (info && (info.type === 'bounded' || info.type === 'unbounded') && info.operation === 'backup') {
-      await this.virsh.domJobAbort(job.domainName);
-      cleanedUp.push('aborted a backup job left by an earlier attempt');
+    const domain = job.domainName;
+    const undone = (what: string) => {
+      cleanedUp.push(what);
+      this.logger.warn(`backup ${job.backupId} of ${domain}: ${what}`);
+    };
+    const dirs = this.backupDirs(job, root);
+    const info = await this.virsh.domJobInfo(domain).catch(() => null);
+    if (info && isActiveJob(info.type) && info.operation === 'backup' && (await this.backupJobWritesInto(domain, dirs))) {
+      await this.abortJob(domain);
+      undone('aborted the libvirt backup job of an earlier attempt');
     }
-    if ((await this.virsh.checkpointList(job.domainName)).some((c) => c.name === job.checkpointName)) {
-      await this.virsh.checkpointDelete(job.domainName, job.checkpointName);
-      cleanedUp.push(`deleted checkpoint ${job.checkpointName} of an earlier attempt`);
+    const marker = this.startedMarker(job, root);
+    const startedEarlier = await exists(marker);
+    const state = (await this.virsh.domainState(domain)).state;
+    if ((await this.virsh.checkpointList(domain)).some((c) => c.name === job.checkpointName)) {
+      // Before stopping a VM the earlier attempt started: libvirt deletes bitmaps of running domains only.
+      await this.deleteCheckpoint(job, job.checkpointName, state !== 'shutoff');
+      undone(`deleted checkpoint ${job.checkpointName} of an earlier attempt`);
     }
-    await rm(join(root, job.vmId, job.chainId, job.backupId), { recursive: true, force: true });
-    await rm(join(root, job.vmId, job.backupId, job.backupId), { recursive: true, force: true });
+    if (startedEarlier) {
+      if (state === 'paused') {
+        await this.virsh.destroy(domain);
+        undone('stopped the VM that an earlier attempt had started paused');
+      }
+      await rm(marker, { force: true });
+    }
+    for (const dir of dirs) {
+      if (!(await exists(dir))) continue;
+      await rm(dir, { recursive: true, force: true });
+      undone(`removed the partial files of an earlier attempt (${dir})`);
+    }
+    await rmdir(join(root, job.vmId, job.backupId)).catch(() => undefined);
+  }
+
+  /** Whether the domain's running backup job writes into one of these directories (so it is ours). */
+  private async backupJobWritesInto(domain: string, dirs: string[]): Promise<boolean> {
+    let xml: string;
+    try {
+      xml = await this.virsh.backupDumpXml(domain);
+    } catch {
+      return false;
+    }
+    const files = [...xml.matchAll(/<target\s[^>]*file=(?:'([^']*)'|"([^"]*)")/g)].map((m) => (m[1] ?? m[2]).replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(/&amp;/g, '&'));
+    return files.some((f) => dirs.some((d) => f.startsWith(`${d}/`)));
+  }
+
+  /** Test-only (see FAILPOINT_ENV): does nothing unless the variable names this failpoint. */
+  private async failpoint(name: string, job: BackupJobData): Promise<void> {
+    if (process.env[FAILPOINT_ENV] !== name) return;
+    this.logger.warn(`failpoint ${name}: backup ${job.backupId} of ${job.domainName} waits here until the agent is killed (test only)`);
+    await new Promise<never>(() => undefined);
   }
 
   /** Returns whether the chain's checkpoints are still trustworthy after the clean-up. */
@@ -214,19 +409,22 @@ export class BackupExecutor {
     let trusted = true;
     try {
       const info = await this.virsh.domJobInfo(job.domainName).catch(() => null);
-      if (info && (info.type === 'bounded' || info.type === 'unbounded')) {
-        await this.virsh.domJobAbort(job.domainName);
+      if (info && isActiveJob(info.type)) {
+        await this.abortJob(job.domainName);
         cleanedUp.push('aborted the libvirt backup job');
       }
       if ((await this.virsh.checkpointList(job.domainName)).some((c) => c.name === job.checkpointName)) {
-        await this.virsh.checkpointDelete(job.domainName, job.checkpointName);
+        const running = (await this.virsh.domainState(job.domainName)).state !== 'shutoff';
+        await this.deleteCheckpoint(job, job.checkpointName, running);
         cleanedUp.push(`deleted the new checkpoint ${job.checkpointName}`);
       }
     } catch (error) {
       trusted = false;
       cleanedUp.push(`could not remove checkpoint ${job.checkpointName}: ${(error as Error).message}`);
     }
-    await rm(join(root, dirname(plan.volumes[0].targetFile)), { recursive: true, force: true });
+    const dir = join(root, dirname(plan.volumes[0].targetFile));
+    await rm(dir, { recursive: true, force: true });
+    await rmdir(dirname(dir)).catch(() => undefined); // the chain directory of a fall-back full, when empty
     cleanedUp.push('removed the partial backup files');
     return trusted;
   }

@@ -63,6 +63,15 @@ export function reportsQueue(config: AgentConfig): Queue {
   return new Queue(AGENT_REPORTS_QUEUE, { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix });
 }
 
+/**
+ * How soon a job of an agent that died is handed out again: its lock lapses after three heartbeats (the
+ * silence after which the host is Disconnected), but never sooner than 10 s, and the agents look for
+ * lapsed locks once a heartbeat.
+ */
+export function stalledJobSettings(heartbeatSeconds: number): { lockDuration: number; stalledInterval: number } {
+  return { lockDuration: Math.max(10, 3 * heartbeatSeconds) * 1000, stalledInterval: Math.max(1, heartbeatSeconds) * 1000 };
+}
+
 /** The host's work queue. Thin: the job carries everything; the executor does the work and reports. */
 export function createHostWorker(config: AgentConfig, hostId: string, executor: BackupExecutor, logger: Logger): Worker {
   const worker = new Worker(
@@ -72,7 +81,7 @@ export function createHostWorker(config: AgentConfig, hostId: string, executor: 
       if (j.name !== 'backup') throw new Error(`unknown host job ${job.name}`);
       await executor.run(j.data);
     },
-    { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix, concurrency: 4 },
+    { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix, concurrency: 4, ...stalledJobSettings(config.heartbeatSeconds) },
   );
   worker.on('error', (error) => logger.error(`host worker: ${error.message}`));
   return worker;

@@ -1,0 +1,286 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../support/api-client';
+import { createTestDomain, ExpectedDisks, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
+import { RunningPlane, startManagementPlane } from '../support/management-plane';
+import { startStrata, StrataProcess, until } from '../support/strata-process';
+
+interface Backup {
+  id: string;
+  type: string;
+  status: string;
+  chainid: string;
+  parentid?: string;
+  chainposition: number;
+}
+
+const MiB = 1024 * 1024;
+/** Test-only failpoint of the agent's backup executor: it waits for ever right after backupBegin. */
+const FAILPOINT = 'hang-after-backup-begin';
+/** While the killed attempt's backup job must stay running, QEMU reads its disks at this rate. */
+const SLOW_READ_BYTES_PER_SEC = 2 * MiB;
+
+/** The whole block device (`/dev/vda`) holding `path`, for a cgroup blkio throttle. */
+function blockDeviceOf(path: string): string {
+  const dev = statSync(path).dev;
+  const [major, minor] = [Math.floor(dev / 256) & 0xfff, (dev & 0xff) | ((dev >> 12) & 0xfff00)];
+  let sys = `/sys/dev/block/${major}:${minor}`;
+  if (!existsSync(`${sys}/uevent`)) throw new Error(`${path} is not on a block device (${major}:${minor}): cannot slow QEMU's reads down`);
+  if (existsSync(`${sys}/partition`)) sys = `${sys}/..`;
+  const name = /^DEVNAME=(.*)$/m.exec(readFileSync(`${sys}/uevent`, 'utf8'))?.[1];
+  if (!name) throw new Error(`no DEVNAME in ${sys}/uevent`);
+  return `/dev/${name}`;
+}
+
+/**
+ * An agent SIGKILLed mid-backup (issue 3, point 9). While no agent runs, the backup is never BackedUp (its
+ * files are partial). A restarted agent gets the same job again from BullMQ (job id = backup id; the dead
+ * agent's lock lapses), undoes the earlier attempt (aborts the libvirt backup job it left running, deletes
+ * its checkpoint, stops a VM it had started paused, removes its files) and takes the backup: exactly one
+ * backup for the request, no libvirt job left, no checkpoint of the killed attempt, and the backup and the
+ * next incremental equal the disks.
+ *
+ * The window: the agent runs with the executor's test-only failpoint, which makes it wait right after
+ * backupBegin; and so that libvirt's backup job is still running when the agent is killed and when the
+ * next agent takes over (a backup of tens of MiB takes well under a second here), the domain's disks use
+ * cache='none' and its QEMU reads them through a libvirt blkio throttle (`virsh blkiotune`) until the
+ * restarted agent has aborted the old job.
+ */
+describe('an agent killed in the middle of a backup (real libvirt, real processes)', () => {
+  useLibvirtCleanup();
+  let plane: RunningPlane;
+  let api: ApiClient;
+  let agent: StrataProcess;
+  let domain: TestDomain;
+  let expected: ExpectedDisks;
+  let repoDir: string;
+  let volumeIds: Record<string, string>;
+  let head: Backup;
+  let full: Backup;
+  const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
+
+  const ok = async (command: string, params: Record<string, string>) => {
+    const r = await api.call(command, params);
+    if (r.status !== 200) throw new Error(`${command}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body[`${command.toLowerCase()}response`] as Record<string, unknown>;
+  };
+  const backupOf = async (id: string) => ((await ok('listBackups', { id })).backup as Backup[])[0];
+  /** createBackup needs the host Up: after an agent restart (or libvirtd's), wait for its heartbeat. */
+  const hostUp = async () => {
+    const host = ((await ok('listHosts', {})).host as { name: string; state: string }[] | undefined)?.find((h) => h.name === hostName);
+    await until(
+      async () => (((await ok('listHosts', {})).host as { name: string; state: string }[] | undefined) ?? []).some((h) => h.name === hostName && h.state === 'Up'),
+      30_000,
+      `host ${hostName} to be Up (was ${host?.state})`,
+      200,
+    );
+  };
+  const backupsOfVm = async () => ((await ok('listBackups', { virtualmachineid: domain.uuid })).backup as Backup[] | undefined) ?? [];
+
+  function startAgent(extra: Record<string, string> = {}): StrataProcess {
+    return startStrata(['agent'], {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      STRATA_AGENT_HOST_NAME: hostName,
+      STRATA_AGENT_ZONE: 'crash-zone',
+      STRATA_REDIS_URL: plane.env.STRATA_REDIS_URL,
+      STRATA_QUEUE_PREFIX: plane.env.STRATA_QUEUE_PREFIX,
+      STRATA_AGENT_HEARTBEAT_SECONDS: '1',
+      ...extra,
+    });
+  }
+
+  /** Stops the agent; one that does not exit within 10 s of SIGTERM (busy in the failpoint) is killed. */
+  async function stopAgent(signal: NodeJS.Signals): Promise<void> {
+    agent.child.kill(signal);
+    const timer = setTimeout(() => agent.child.kill('SIGKILL'), 10_000);
+    await agent.exited;
+    clearTimeout(timer);
+  }
+
+  /** The domain's QEMU reads its disks slowly (live, and in the definition for a start by the agent). */
+  async function slowReads(on: boolean): Promise<void> {
+    const rate = `${blockDeviceOf(domain.disk('vda').path)},${on ? SLOW_READ_BYTES_PER_SEC : 0}`;
+    await virsh(['blkiotune', domain.name, '--device-read-bytes-sec', rate, '--config']);
+    // The agent may stop or start the domain meanwhile: a domain that is not running needs no live change.
+    const live = await virsh(['blkiotune', domain.name, '--device-read-bytes-sec', rate, '--live'], { allowFailure: true });
+    if (live.code !== 0 && !/not running/i.test(live.stderr)) throw new Error(`virsh blkiotune --live: ${live.stderr}`);
+  }
+
+  /** Every backup's chain, read through its top file, equals the disks at `label`. */
+  async function expectContent(b: Backup, label: string): Promise<void> {
+    for (const target of ['vda', 'vdb']) {
+      const top = join(repoDir, domain.uuid, b.chainid, b.id, `${volumeIds[target]}.qcow2`);
+      const result = await expected.get(target).compareWith(top, label, { format: 'qcow2' });
+      expect({ backup: label, target, ...result }).toMatchObject({ equal: true });
+    }
+  }
+
+  async function backup(label: string): Promise<Backup> {
+    await expected.snapshot(label);
+    await hostUp();
+    const started = await ok('createBackup', { virtualmachineid: domain.uuid, name: label });
+    const job = await api.waitForJob(started.jobid as string, 120_000);
+    if (job.jobstatus !== 1) throw new Error(`backup ${label} failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-3000)})`);
+    const b = await backupOf(started.id as string);
+    expect(b.status).toBe('BackedUp');
+    await expectContent(b, label);
+    return b;
+  }
+
+  async function checkpoints(): Promise<{ name: string; created: number }[]> {
+    const names = (await virsh(['checkpoint-list', domain.name, '--name'])).stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
+    const out: { name: string; created: number }[] = [];
+    for (const name of names) {
+      const xml = (await virsh(['checkpoint-dumpxml', domain.name, name, '--no-domain'])).stdout;
+      out.push({ name, created: Number(/<creationTime>(\d+)<\/creationTime>/.exec(xml)?.[1]) });
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** `virsh domjobinfo`; a shut-off domain runs no job. */
+  async function domJob(): Promise<string> {
+    const r = await virsh(['domjobinfo', domain.name], { allowFailure: true });
+    if (r.code !== 0 && /domain is not running/.test(r.stderr)) return 'Job type: None (domain shut off)';
+    if (r.code !== 0) throw new Error(`virsh domjobinfo ${domain.name}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** 48 MiB of vda and a little of vdb: about half a minute of copying at the slow rate. */
+  async function writeMuch(round: number): Promise<void> {
+    for (let i = 0; i < 3; i++) await writePattern(domain, 'vda', { offset: (32 + 16 * i) * MiB, length: 16 * MiB, pattern: 0x60 + 16 * round + i }, { expected });
+    await writeScattered(domain, 'vdb', { seed: `much-${round}`, count: 4 }, { expected });
+  }
+
+  /**
+   * Requests a backup from an agent with the failpoint, waits until that agent sits right after
+   * backupBegin with libvirt's backup job running, SIGKILLs it, checks the backup is not BackedUp while no
+   * agent runs, starts a normal agent and waits for the backup. Returns it and when the agent was killed.
+   */
+  async function backupThroughACrash(label: string): Promise<{ b: Backup; killedAt: number }> {
+    await stopAgent('SIGTERM');
+    agent = startAgent({ STRATA_AGENT_FAILPOINT: FAILPOINT });
+    await slowReads(true);
+    await expected.snapshot(label);
+    await hostUp();
+    const started = await ok('createBackup', { virtualmachineid: domain.uuid, name: label });
+    const id = started.id as string;
+    await until(async () => agent.output().includes(`failpoint ${FAILPOINT}: backup ${id}`), 60_000, `the agent to reach the failpoint (agent: ${agent.output().slice(-2000)})`, 50);
+    // libvirt's backup job into the new files runs (slowly), and the new checkpoint exists.
+    expect(await domJob()).toMatch(/Job type:\s+Unbounded[\s\S]*Operation:\s+Backup/);
+    expect((await checkpoints()).map((c) => c.name)).toContain(`strata-${id}`);
+    const b = await backupOf(id);
+    const dir = join(repoDir, domain.uuid, b.chainid, id);
+    expect(existsSync(join(dir, `${volumeIds.vda}.qcow2`))).toBe(true);
+
+    const killedAt = Math.floor(Date.now() / 1000);
+    await stopAgent('SIGKILL');
+    // No agent: the backup stays unfinished, never BackedUp with its partial files.
+    const until3s = Date.now() + 3000;
+    while (Date.now() < until3s) {
+      expect((await backupOf(id)).status).toBe('BackingUp');
+      expect(existsSync(join(dir, 'manifest.json'))).toBe(false);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(await domJob()).toMatch(/Operation:\s+Backup/); // the killed attempt's job still runs
+
+    agent = startAgent(); // no failpoint: the job comes back once the dead agent's lock lapses
+    const aborted = `backup ${id} of ${domain.name}: aborted the libvirt backup job of an earlier attempt`;
+    await until(async () => agent.output().includes(aborted), 90_000, `the restarted agent to abort the old job (agent: ${agent.output().slice(-2000)})`, 100);
+    await slowReads(false);
+    const job = await api.waitForJob(started.jobid as string, 120_000);
+    if (job.jobstatus !== 1) throw new Error(`backup ${label} failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-3000)})`);
+    const done = await backupOf(id);
+    expect(done.status).toBe('BackedUp');
+    await expectContent(done, label);
+    expect(agent.output()).toContain(`backup ${id} of ${domain.name}: deleted checkpoint strata-${id} of an earlier attempt`);
+    // No libvirt job left behind.
+    expect(await domJob()).toMatch(/Job type:\s+None/);
+    // Exactly one backup for the request.
+    expect((await backupsOfVm()).filter((x) => x.id === id)).toHaveLength(1);
+    return { b: done, killedAt };
+  }
+
+  beforeAll(async () => {
+    plane = await startManagementPlane();
+    api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
+    const zone = (await ok('createZone', { name: 'crash-zone' })).zone as { id: string };
+    repoDir = await mkdtemp(join(tmpdir(), 'strata-repo-'));
+    await ok('addBackupRepository', { name: 'local', type: 'local', address: repoDir, zoneid: zone.id });
+    const native = (await ok('createNativeBackupOffering', { name: 'gold', backupchainsize: '16' })).nativebackupoffering as { id: string };
+    const imported = await ok('importBackupOffering', { name: 'gold', description: 'gold', zoneid: zone.id, externalid: native.id, allowuserdrivenbackups: 'true' });
+    const offering = (await api.waitForJob(imported.jobid as string)).jobresult.backupoffering as { id: string };
+    agent = startAgent();
+    domain = await createTestDomain({ disks: [{ sizeMiB: 128 }, { sizeMiB: 32 }] });
+    // cache='none': QEMU reads the images with O_DIRECT, past the page cache, so a blkio throttle holds.
+    const xml = (await virsh(['dumpxml', domain.name, '--inactive'])).stdout;
+    const uncached = xml.replace(/<driver name='qemu' type='qcow2'\/>/g, "<driver name='qemu' type='qcow2' cache='none'/>");
+    expect(uncached).not.toBe(xml);
+    await writeFile(join(domain.dir, 'uncached.xml'), uncached);
+    await virsh(['define', join(domain.dir, 'uncached.xml')]);
+    await domain.start();
+    expected = await ExpectedDisks.forDomain(domain);
+    const vm = await until(
+      async () => ((await ok('listVirtualMachines', { id: domain.uuid })).virtualmachine as { volumes: { id: string; device: string }[] }[] | undefined)?.[0],
+      30_000,
+      `the VM to be listed (agent: ${agent.output()})`,
+      200,
+    );
+    volumeIds = Object.fromEntries(vm.volumes.map((v) => [v.device, v.id]));
+    const assigned = await ok('assignVirtualMachineToBackupOffering', { virtualmachineid: domain.uuid, backupofferingid: offering.id });
+    expect((await api.waitForJob(assigned.jobid as string)).jobstatus).toBe(1);
+    await writePattern(domain, 'vda', { offset: 0, length: 4 * MiB, pattern: 0x11 }, { expected });
+    await writePattern(domain, 'vdb', { offset: MiB, length: 2 * MiB, pattern: 0x22 }, { expected });
+    full = head = await backup('full');
+    expect(full).toMatchObject({ type: 'FULL' });
+  });
+
+  afterAll(async () => {
+    if (agent) await stopAgent('SIGTERM');
+    await domain?.destroy();
+    await plane?.stop();
+  });
+
+  it('running VM: never BackedUp while the agent is dead; the restarted agent undoes the attempt and completes the backup; the next incremental is exact', async () => {
+    await writeMuch(0);
+    const { b, killedAt } = await backupThroughACrash('crash-running');
+    expect(b).toMatchObject({ type: 'INCREMENTAL', parentid: head.id, chainposition: head.chainposition + 1 });
+    // The checkpoints: the parent's and the completed backup's, made after the kill; none of the killed attempt.
+    const cps = await checkpoints();
+    expect(cps.map((c) => c.name)).toEqual([`strata-${head.id}`, `strata-${b.id}`].sort());
+    expect(cps.find((c) => c.name === `strata-${b.id}`)!.created).toBeGreaterThanOrEqual(killedAt);
+    head = b;
+
+    await writeScattered(domain, 'vda', { seed: 'after-1', count: 8 }, { expected });
+    const next = await backup('after-running');
+    expect(next).toMatchObject({ type: 'INCREMENTAL', parentid: b.id, chainposition: b.chainposition + 1 });
+    // One backup per request, all of them BackedUp.
+    expect((await backupsOfVm()).map((x) => [x.id, x.status]).sort()).toEqual([[full.id, 'BackedUp'], [b.id, 'BackedUp'], [next.id, 'BackedUp']].sort());
+    head = next;
+  });
+
+  it('stopped VM: the VM the killed attempt started paused is stopped again, and the backup completes', async () => {
+    await domain.stop();
+    await writeMuch(1); // offline writes, recorded in the bitmaps
+    const { b, killedAt } = await backupThroughACrash('crash-stopped');
+    expect(b).toMatchObject({ type: 'INCREMENTAL', parentid: head.id, chainposition: head.chainposition + 1 });
+    expect(await domain.isActive()).toBe(false); // not left paused
+    expect(agent.output()).toContain('stopped the VM that an earlier attempt had started paused');
+    const cps = await checkpoints();
+    expect(cps.map((c) => c.name)).toContain(`strata-${b.id}`);
+    expect(cps.find((c) => c.name === `strata-${b.id}`)!.created).toBeGreaterThanOrEqual(killedAt);
+    expect((await readdir(join(repoDir, domain.uuid))).filter((f) => f.startsWith('.'))).toEqual([]); // no marker left
+    head = b;
+
+    await domain.start();
+    await writeScattered(domain, 'vdb', { seed: 'after-2', count: 4 }, { expected });
+    const next = await backup('after-stopped');
+    expect(next).toMatchObject({ type: 'INCREMENTAL', parentid: b.id });
+  });
+});
