@@ -150,6 +150,21 @@ describe('backups of a running and stopped VM (real libvirt, real processes)', (
     expect((await stat(join(repoDir, domain.uuid, isolated.chainid, isolated.id, 'manifest.json'))).isFile()).toBe(true);
   });
 
+  it('refuses to delete what backups and VMs still use (536)', async () => {
+    const repo = ((await ok('listBackupRepositories', {})).backuprepository as { id: string }[])[0];
+    const offering = ((await ok('listBackupOfferings', {})).backupoffering as { id: string }[])[0];
+    const zone = ((await ok('listZones', {})).zone as { id: string }[])[0];
+    for (const [command, id, words] of [
+      ['deleteBackupRepository', repo.id, 'backup(s)'],
+      ['deleteBackupOffering', offering.id, 'virtual machine(s)'],
+      ['deleteZone', zone.id, 'host(s)'],
+    ]) {
+      const r = await api.call(command, { id });
+      expect({ command, status: r.status }).toEqual({ command, status: 536 });
+      expect(JSON.stringify(r.body)).toContain(words);
+    }
+  });
+
   it('refuses a backup of a VM without an offering, naming the parameter', async () => {
     const r = await api.call('createBackup', { virtualmachineid: '00000000-0000-4000-8000-000000000000' });
     expect(r.status).toBe(431);

@@ -154,7 +154,8 @@ export class BackupExecutor {
       let lastReport = 0;
       try {
         await this.virsh.waitForJob(domain, {
-          pollIntervalMs: 250,
+          // An incremental of a few MiB ends within tens of milliseconds: poll often so it is not kept waiting.
+          pollIntervalMs: 50,
           timeoutMs: job.timeoutSeconds * 1000,
           onProgress: (info) => {
             if (Date.now() - lastReport < 1000 || info.dataTotal === null) return;

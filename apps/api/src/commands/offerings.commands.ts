@@ -3,6 +3,7 @@ import {
   backupOfferingDecider,
   COMPRESSION_LIBRARIES,
   CompressionLibrary,
+  inUse,
   invalid,
   nativeOfferingDecider,
   notFound,
@@ -12,7 +13,7 @@ import {
   zoneDecider,
 } from '@strata/domain';
 import { BACKUP_PROVIDER, backupOfferingResponse, formatCloudStackDate } from '@strata/application';
-import { BackupOfferingView, NativeOfferingView, ZoneView } from '@strata/read-models';
+import { BackupOfferingView, NativeOfferingView, VirtualMachineView, ZoneView } from '@strata/read-models';
 import { CommandDefinition } from '../http/command-definition';
 import { ApiServices, page, projected } from './api-services';
 
@@ -235,6 +236,9 @@ export function offeringCommands(s: ApiServices): CommandDefinition[] {
       params: [{ name: 'id', type: 'uuid', required: true, description: 'the id of the offering' }],
       async handle(params, ctx) {
         const offeringId = params.id as string;
+        // VM assignments live in the VMs' streams; the read model tells whether any VM still uses the offering.
+        const assigned = await s.db.getRepository(VirtualMachineView).count({ where: { backupOfferingId: offeringId } });
+        if (assigned > 0) throw inUse(`backup offering ${offeringId} is assigned to ${assigned} virtual machine(s); remove them from it first`);
         const result = await s.handler.handle(Streams.backupOffering(offeringId), backupOfferingDecider, { type: 'DeleteBackupOffering', data: { offeringId, at: ctx.now } }, {
           metadata: { userId: ctx.user.id },
         });

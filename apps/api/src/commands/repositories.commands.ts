@@ -1,6 +1,6 @@
-import { invalid, notFound, REPOSITORY_TYPES, RepositoryType, Streams, validateMountOptions, validateRepositoryAddress, zoneDecider } from '@strata/domain';
+import { inUse, invalid, notFound, REPOSITORY_TYPES, RepositoryType, Streams, validateMountOptions, validateRepositoryAddress, zoneDecider } from '@strata/domain';
 import { formatCloudStackDate } from '@strata/application';
-import { BackupRepositoryView, ZoneView } from '@strata/read-models';
+import { BackupRepositoryView, BackupView, ZoneView } from '@strata/read-models';
 import { CommandDefinition } from '../http/command-definition';
 import { ApiServices, page, projected } from './api-services';
 
@@ -149,6 +149,9 @@ export function repositoryCommands(s: ApiServices): CommandDefinition[] {
       params: [{ name: 'id', type: 'uuid', required: true, description: 'the id of the repository' }],
       async handle(params, ctx) {
         const repo = await liveRepository(params.id as string);
+        // Backups live in another aggregate; the read model tells whether any are left on the repository.
+        const backups = await s.db.getRepository(BackupView).createQueryBuilder('b').where(`b.repository_id = :id AND b.status NOT IN ('Failed', 'Removed', 'Expunged')`, { id: repo.id }).getCount();
+        if (backups > 0) throw inUse(`backup repository ${repo.name} still holds ${backups} backup(s); delete them first`);
         const result = await s.handler.handle(
           Streams.zone(repo.zoneId),
           zoneDecider,

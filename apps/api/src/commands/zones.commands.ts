@@ -1,6 +1,6 @@
 import { Streams, zoneDecider } from '@strata/domain';
-import { ZoneView } from '@strata/read-models';
-import { invalid } from '@strata/domain';
+import { HostView, ZoneView } from '@strata/read-models';
+import { inUse, invalid } from '@strata/domain';
 import { CommandDefinition } from '../http/command-definition';
 import { ApiServices, page, projected } from './api-services';
 
@@ -54,6 +54,8 @@ export function zoneCommands(s: ApiServices): CommandDefinition[] {
       params: [{ name: 'id', type: 'uuid', required: true, description: 'the id of the zone' }],
       async handle(params, ctx) {
         const zoneId = params.id as string;
+        const hosts = await s.db.getRepository(HostView).count({ where: { zoneId } });
+        if (hosts > 0) throw inUse(`zone ${zoneId} still has ${hosts} host(s)`);
         const result = await s.handler.handle(Streams.zone(zoneId), zoneDecider, { type: 'DeleteZone', data: { zoneId, at: ctx.now } }, { metadata: { userId: ctx.user.id } });
         await projected(s, result);
         return { kind: 'success', displaytext: `zone ${zoneId} deleted` };
