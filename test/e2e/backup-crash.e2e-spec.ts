@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiClient } from '../support/api-client';
 import { createTestDomain, ExpectedDisks, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
+import { agentEnv, assignWhenListed, createBackupCatalog, okCaller, waitHostUp } from '../support/backup-fixture';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
 import { startStrata, StrataProcess, until } from '../support/strata-process';
 
@@ -62,35 +62,13 @@ describe('an agent killed in the middle of a backup (real libvirt, real processe
   let full: Backup;
   const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
 
-  const ok = async (command: string, params: Record<string, string>) => {
-    const r = await api.call(command, params);
-    if (r.status !== 200) throw new Error(`${command}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body[`${command.toLowerCase()}response`] as Record<string, unknown>;
-  };
+  const ok = okCaller(() => api);
   const backupOf = async (id: string) => ((await ok('listBackups', { id })).backup as Backup[])[0];
-  /** createBackup needs the host Up: after an agent restart (or libvirtd's), wait for its heartbeat. */
-  const hostUp = async () => {
-    const host = ((await ok('listHosts', {})).host as { name: string; state: string }[] | undefined)?.find((h) => h.name === hostName);
-    await until(
-      async () => (((await ok('listHosts', {})).host as { name: string; state: string }[] | undefined) ?? []).some((h) => h.name === hostName && h.state === 'Up'),
-      30_000,
-      `host ${hostName} to be Up (was ${host?.state})`,
-      200,
-    );
-  };
+  const hostUp = () => waitHostUp(api, hostName);
   const backupsOfVm = async () => ((await ok('listBackups', { virtualmachineid: domain.uuid })).backup as Backup[] | undefined) ?? [];
 
   function startAgent(extra: Record<string, string> = {}): StrataProcess {
-    return startStrata(['agent'], {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      STRATA_AGENT_HOST_NAME: hostName,
-      STRATA_AGENT_ZONE: 'crash-zone',
-      STRATA_REDIS_URL: plane.env.STRATA_REDIS_URL,
-      STRATA_QUEUE_PREFIX: plane.env.STRATA_QUEUE_PREFIX,
-      STRATA_AGENT_HEARTBEAT_SECONDS: '1',
-      ...extra,
-    });
+    return startStrata(['agent'], agentEnv(plane, hostName, 'crash-zone', extra));
   }
 
   /** Stops the agent; one that does not exit within 10 s of SIGTERM (busy in the failpoint) is killed. */
@@ -210,12 +188,8 @@ describe('an agent killed in the middle of a backup (real libvirt, real processe
   beforeAll(async () => {
     plane = await startManagementPlane();
     api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
-    const zone = (await ok('createZone', { name: 'crash-zone' })).zone as { id: string };
-    repoDir = await mkdtemp(join(tmpdir(), 'strata-repo-'));
-    await ok('addBackupRepository', { name: 'local', type: 'local', address: repoDir, zoneid: zone.id });
-    const native = (await ok('createNativeBackupOffering', { name: 'gold', backupchainsize: '16' })).nativebackupoffering as { id: string };
-    const imported = await ok('importBackupOffering', { name: 'gold', description: 'gold', zoneid: zone.id, externalid: native.id, allowuserdrivenbackups: 'true' });
-    const offering = (await api.waitForJob(imported.jobid as string)).jobresult.backupoffering as { id: string };
+    const catalog = await createBackupCatalog(api, 'crash-zone', 16);
+    repoDir = catalog.repoDir;
     agent = startAgent();
     domain = await createTestDomain({ disks: [{ sizeMiB: 128 }, { sizeMiB: 32 }] });
     // cache='none': QEMU reads the images with O_DIRECT, past the page cache, so a blkio throttle holds.
@@ -226,15 +200,7 @@ describe('an agent killed in the middle of a backup (real libvirt, real processe
     await virsh(['define', join(domain.dir, 'uncached.xml')]);
     await domain.start();
     expected = await ExpectedDisks.forDomain(domain);
-    const vm = await until(
-      async () => ((await ok('listVirtualMachines', { id: domain.uuid })).virtualmachine as { volumes: { id: string; device: string }[] }[] | undefined)?.[0],
-      30_000,
-      `the VM to be listed (agent: ${agent.output()})`,
-      200,
-    );
-    volumeIds = Object.fromEntries(vm.volumes.map((v) => [v.device, v.id]));
-    const assigned = await ok('assignVirtualMachineToBackupOffering', { virtualmachineid: domain.uuid, backupofferingid: offering.id });
-    expect((await api.waitForJob(assigned.jobid as string)).jobstatus).toBe(1);
+    volumeIds = await assignWhenListed(api, domain.uuid, catalog.offeringId, () => agent.output());
     await writePattern(domain, 'vda', { offset: 0, length: 4 * MiB, pattern: 0x11 }, { expected });
     await writePattern(domain, 'vdb', { offset: MiB, length: 2 * MiB, pattern: 0x22 }, { expected });
     full = head = await backup('full');

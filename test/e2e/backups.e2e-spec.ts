@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiClient } from '../support/api-client';
 import { createTestDomain, ExpectedDisks, TestDomain, useLibvirtCleanup, writePattern, writeScattered } from '../support/libvirt';
+import { agentEnv, assignWhenListed, createBackupCatalog, okCaller } from '../support/backup-fixture';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
-import { startStrata, StrataProcess, until } from '../support/strata-process';
+import { startStrata, StrataProcess } from '../support/strata-process';
 
 interface Backup {
   id: string;
@@ -36,11 +36,7 @@ describe('backups of a running and stopped VM (real libvirt, real processes)', (
   let volumeIds: Record<string, string>;
   const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
 
-  const ok = async (command: string, params: Record<string, string>) => {
-    const r = await api.call(command, params);
-    if (r.status !== 200) throw new Error(`${command}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body[`${command.toLowerCase()}response`] as Record<string, unknown>;
-  };
+  const ok = okCaller(() => api);
   const backupOf = async (id: string) => ((await ok('listBackups', { id })).backup as Backup[])[0];
 
   async function backup(label: string, params: Record<string, string> = {}): Promise<Backup> {
@@ -63,32 +59,12 @@ describe('backups of a running and stopped VM (real libvirt, real processes)', (
   beforeAll(async () => {
     plane = await startManagementPlane();
     api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
-    const zone = (await ok('createZone', { name: 'backup-zone' })).zone as { id: string };
-    repoDir = await mkdtemp(join(tmpdir(), 'strata-repo-'));
-    await ok('addBackupRepository', { name: 'local', type: 'local', address: repoDir, zoneid: zone.id });
-    const native = (await ok('createNativeBackupOffering', { name: 'gold', backupchainsize: '8' })).nativebackupoffering as { id: string };
-    const imported = await ok('importBackupOffering', { name: 'gold', description: 'gold', zoneid: zone.id, externalid: native.id, allowuserdrivenbackups: 'true' });
-    const offering = (await api.waitForJob(imported.jobid as string)).jobresult.backupoffering as { id: string };
-    agent = startStrata(['agent'], {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      STRATA_AGENT_HOST_NAME: hostName,
-      STRATA_AGENT_ZONE: 'backup-zone',
-      STRATA_REDIS_URL: plane.env.STRATA_REDIS_URL,
-      STRATA_QUEUE_PREFIX: plane.env.STRATA_QUEUE_PREFIX,
-      STRATA_AGENT_HEARTBEAT_SECONDS: '1',
-    });
+    const catalog = await createBackupCatalog(api, 'backup-zone', 8);
+    repoDir = catalog.repoDir;
+    agent = startStrata(['agent'], agentEnv(plane, hostName, 'backup-zone'));
     domain = await createTestDomain({ disks: [{ sizeMiB: 64 }, { sizeMiB: 32 }], running: true });
     expected = await ExpectedDisks.forDomain(domain);
-    const vm = await until(
-      async () => ((await ok('listVirtualMachines', { id: domain.uuid })).virtualmachine as { volumes: { id: string; device: string }[] }[] | undefined)?.[0],
-      30_000,
-      `the VM to be listed (agent: ${agent.output()})`,
-      200,
-    );
-    volumeIds = Object.fromEntries(vm.volumes.map((v) => [v.device, v.id]));
-    const assigned = await ok('assignVirtualMachineToBackupOffering', { virtualmachineid: domain.uuid, backupofferingid: offering.id });
-    expect((await api.waitForJob(assigned.jobid as string)).jobstatus).toBe(1);
+    volumeIds = await assignWhenListed(api, domain.uuid, catalog.offeringId, () => agent.output());
   });
 
   afterAll(async () => {

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiClient } from '../support/api-client';
 import { createTestDomain, ExpectedDisks, run, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
+import { agentEnv, assignWhenListed, createBackupCatalog, okCaller, waitHostUp } from '../support/backup-fixture';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
 import { startStrata, StrataProcess, until } from '../support/strata-process';
 
@@ -84,22 +84,9 @@ describe('checkpoint trust before an incremental (real libvirt, real processes)'
   let labels = 0;
   const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
 
-  const ok = async (command: string, params: Record<string, string>) => {
-    const r = await api.call(command, params);
-    if (r.status !== 200) throw new Error(`${command}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body[`${command.toLowerCase()}response`] as Record<string, unknown>;
-  };
+  const ok = okCaller(() => api);
   const backupOf = async (id: string) => ((await ok('listBackups', { id })).backup as Backup[])[0];
-  /** createBackup needs the host Up: after an agent restart (or libvirtd's), wait for its heartbeat. */
-  const hostUp = async () => {
-    const host = ((await ok('listHosts', {})).host as { name: string; state: string }[] | undefined)?.find((h) => h.name === hostName);
-    await until(
-      async () => (((await ok('listHosts', {})).host as { name: string; state: string }[] | undefined) ?? []).some((h) => h.name === hostName && h.state === 'Up'),
-      30_000,
-      `host ${hostName} to be Up (was ${host?.state})`,
-      200,
-    );
-  };
+  const hostUp = () => waitHostUp(api, hostName);
 
   /** A backup through the API whose content must equal the disks now. */
   async function backup(): Promise<Backup> {
@@ -162,32 +149,12 @@ describe('checkpoint trust before an incremental (real libvirt, real processes)'
   beforeAll(async () => {
     plane = await startManagementPlane();
     api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
-    const zone = (await ok('createZone', { name: 'trust-zone' })).zone as { id: string };
-    repoDir = await mkdtemp(join(tmpdir(), 'strata-repo-'));
-    await ok('addBackupRepository', { name: 'local', type: 'local', address: repoDir, zoneid: zone.id });
-    const native = (await ok('createNativeBackupOffering', { name: 'gold', backupchainsize: '16' })).nativebackupoffering as { id: string };
-    const imported = await ok('importBackupOffering', { name: 'gold', description: 'gold', zoneid: zone.id, externalid: native.id, allowuserdrivenbackups: 'true' });
-    const offering = (await api.waitForJob(imported.jobid as string)).jobresult.backupoffering as { id: string };
-    agent = startStrata(['agent'], {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      STRATA_AGENT_HOST_NAME: hostName,
-      STRATA_AGENT_ZONE: 'trust-zone',
-      STRATA_REDIS_URL: plane.env.STRATA_REDIS_URL,
-      STRATA_QUEUE_PREFIX: plane.env.STRATA_QUEUE_PREFIX,
-      STRATA_AGENT_HEARTBEAT_SECONDS: '1',
-    });
+    const catalog = await createBackupCatalog(api, 'trust-zone', 16);
+    repoDir = catalog.repoDir;
+    agent = startStrata(['agent'], agentEnv(plane, hostName, 'trust-zone'));
     domain = await createTestDomain({ disks: [{ sizeMiB: 64 }, { sizeMiB: 32 }], running: true });
     expected = await ExpectedDisks.forDomain(domain);
-    const vm = await until(
-      async () => ((await ok('listVirtualMachines', { id: domain.uuid })).virtualmachine as { volumes: { id: string; device: string }[] }[] | undefined)?.[0],
-      30_000,
-      `the VM to be listed (agent: ${agent.output()})`,
-      200,
-    );
-    volumeIds = Object.fromEntries(vm.volumes.map((v) => [v.device, v.id]));
-    const assigned = await ok('assignVirtualMachineToBackupOffering', { virtualmachineid: domain.uuid, backupofferingid: offering.id });
-    expect((await api.waitForJob(assigned.jobid as string)).jobstatus).toBe(1);
+    volumeIds = await assignWhenListed(api, domain.uuid, catalog.offeringId, () => agent.output());
     await writePattern(domain, 'vda', { offset: 0, length: 2 << 20, pattern: 0x11 }, { expected });
     await writePattern(domain, 'vdb', { offset: 1 << 20, length: 1 << 20, pattern: 0x22 }, { expected });
     head = await backup();
