@@ -2,7 +2,7 @@ import { DataSource, SelectQueryBuilder, ObjectLiteral } from 'typeorm';
 import { CommandHandler, HandleResult, SecretBox } from '@strata/application';
 import { DomainEvent } from '@strata/domain';
 import { EventStore } from '@strata/event-store';
-import { ProjectionWaiter } from '@strata/read-models';
+import { ProjectionWaiter, ZoneView } from '@strata/read-models';
 import { PagingParams } from '../http/command-definition';
 
 /** What command implementations use: the event store to change things, read models to answer. */
@@ -36,4 +36,11 @@ export async function page<T extends ObjectLiteral>(qb: SelectQueryBuilder<T>, p
     .take(pagesize)
     .getManyAndCount();
   return { items, count };
+}
+
+/** Names of the given zones, by id (for answers that show `zonename`). */
+export async function zoneNamesById(services: ApiServices, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const zones = await services.db.getRepository(ZoneView).createQueryBuilder('z').where('z.id IN (:...ids)', { ids }).getMany();
+  return new Map(zones.map((z) => [z.id, z.name]));
 }

@@ -15,7 +15,7 @@ import {
 import { BACKUP_PROVIDER, backupOfferingResponse, formatCloudStackDate } from '@strata/application';
 import { BackupOfferingView, NativeOfferingView, VirtualMachineView, ZoneView } from '@strata/read-models';
 import { CommandDefinition } from '../http/command-definition';
-import { ApiServices, page, projected } from './api-services';
+import { ApiServices, page, projected, zoneNamesById } from './api-services';
 
 function nativeOfferingResponse(o: NativeOfferingView) {
   return {
@@ -43,11 +43,7 @@ const BOOLEAN_FILTERS = [
 export function offeringCommands(s: ApiServices): CommandDefinition[] {
   const natives = () => s.db.getRepository(NativeOfferingView);
   const offerings = () => s.db.getRepository(BackupOfferingView);
-  const zoneNames = async (ids: string[]) => {
-    if (ids.length === 0) return new Map<string, string>();
-    const zones = await s.db.getRepository(ZoneView).createQueryBuilder('z').where('z.id IN (:...ids)', { ids }).getMany();
-    return new Map(zones.map((z) => [z.id, z.name]));
-  };
+  const zoneNames = (ids: string[]) => zoneNamesById(s, ids);
 
   return [
     {

@@ -1,8 +1,8 @@
 import { inUse, invalid, notFound, REPOSITORY_TYPES, RepositoryType, Streams, validateMountOptions, validateRepositoryAddress, zoneDecider } from '@strata/domain';
 import { formatCloudStackDate } from '@strata/application';
-import { BackupRepositoryView, BackupView, ZoneView } from '@strata/read-models';
+import { BackupRepositoryView, BackupView } from '@strata/read-models';
 import { CommandDefinition } from '../http/command-definition';
-import { ApiServices, page, projected } from './api-services';
+import { ApiServices, page, projected, zoneNamesById } from './api-services';
 
 /** Never shows credentials: they were split off the mount options and stored encrypted. */
 function repositoryResponse(r: BackupRepositoryView, zoneName: string | null) {
@@ -22,11 +22,7 @@ function repositoryResponse(r: BackupRepositoryView, zoneName: string | null) {
 
 export function repositoryCommands(s: ApiServices): CommandDefinition[] {
   const repos = () => s.db.getRepository(BackupRepositoryView);
-  const zoneNames = async (ids: string[]) => {
-    if (ids.length === 0) return new Map<string, string>();
-    const zones = await s.db.getRepository(ZoneView).createQueryBuilder('z').where('z.id IN (:...ids)', { ids }).getMany();
-    return new Map(zones.map((z) => [z.id, z.name]));
-  };
+  const zoneNames = (ids: string[]) => zoneNamesById(s, ids);
   const liveRepository = async (id: string) => {
     const repo = await repos().findOne({ where: { id } });
     if (!repo || repo.removed) throw notFound(`backup repository ${id} does not exist`, 'id');

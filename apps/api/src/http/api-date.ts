@@ -1,17 +1,14 @@
+import { formatCloudStackDate } from '@strata/application';
+
 /**
  * Dates on the wire. CloudStack writes `yyyy-MM-dd'T'HH:mm:ssZ` (Java's `Z`: `+0000`); strata always
  * answers in UTC. Clients send `expires` in that form too, but Python's `%z`, ISO-8601 tools and
  * CloudMonkey differ slightly, so `+00:00` and `Z` are read as well.
  */
 
-const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 
-export function formatApiDate(d: Date): string {
-  return (
-    `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` +
-    `T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}+0000`
-  );
-}
+/** One formatter for every CloudStack date strata writes (answers and async job results). */
+export const formatApiDate: (d: Date) => string = formatCloudStackDate;
 
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$/;
 const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;

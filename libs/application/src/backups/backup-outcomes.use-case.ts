@@ -14,6 +14,12 @@ export class BackupOutcomesUseCase {
     return events.state;
   }
 
+  private async requireRequest(vmId: string, backupId: string): Promise<BackupRequested['data']> {
+    const req = await this.request(vmId, backupId);
+    if (!req) throw new Error(`backup ${backupId} of VM ${vmId} was never requested`);
+    return req;
+  }
+
   async started(vmId: string, backupId: string, hostId: string, at: Date): Promise<void> {
     await this.handler.handle(Streams.vmBackups(vmId), backupChainDecider, { type: 'StartBackup', data: { backupId, hostId, at } }, { eventId: () => deterministicId(backupId, 'started') });
   }
@@ -27,8 +33,7 @@ export class BackupOutcomesUseCase {
 
   async succeeded(report: Report<'BackupSucceeded'>): Promise<void> {
     const vmId = report.vmId;
-    const req = await this.request(vmId, report.backupId);
-    if (!req) throw new Error(`backup ${report.backupId} of VM ${vmId} was never requested`);
+    const req = await this.requireRequest(vmId, report.backupId);
     const at = new Date(report.at);
     await this.handler.handle(
       Streams.vmBackups(vmId),
@@ -46,8 +51,7 @@ export class BackupOutcomesUseCase {
 
   async failed(report: Report<'BackupFailed'>): Promise<void> {
     const vmId = report.vmId;
-    const req = await this.request(vmId, report.backupId);
-    if (!req) throw new Error(`backup ${report.backupId} of VM ${vmId} was never requested`);
+    const req = await this.requireRequest(vmId, report.backupId);
     const at = new Date(report.at);
     await this.handler.handle(
       Streams.vmBackups(vmId),
