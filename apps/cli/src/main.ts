@@ -125,7 +125,7 @@ async function agent(args: string[]): Promise<void> {
   const hostAgent = new HostAgent(config, hypervisor, reports, logger);
   await hostAgent.start();
   const executor = new BackupExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), config.hostName, logger);
-  const worker = createHostWorker(config, hostIdFor(config.hostName), executor, logger);
+  const worker = createHostWorker(config, hostIdFor(config.hostName), { backup: (data) => executor.run(data) }, logger);
   onShutdown(logger, async () => {
     await worker.close();
     await hostAgent.stop();

@@ -1,7 +1,6 @@
 import { Job, Queue, Worker } from 'bullmq';
 import { AgentConfig, Logger } from '@strata/config';
 import { AgentReport, AGENT_REPORTS_QUEUE, hostQueueName, HostJob, ReportedDomain } from '@strata/jobs';
-import { BackupExecutor } from './backup-executor';
 import { HostHypervisor } from './host-hypervisor.port';
 
 /** Domains are re-sent unchanged at least this often, so a restarted management plane catches up. */
@@ -72,14 +71,17 @@ export function stalledJobSettings(heartbeatSeconds: number): { lockDuration: nu
   return { lockDuration: Math.max(10, 3 * heartbeatSeconds) * 1000, stalledInterval: Math.max(1, heartbeatSeconds) * 1000 };
 }
 
-/** The host's work queue. Thin: the job carries everything; the executor does the work and reports. */
-export function createHostWorker(config: AgentConfig, hostId: string, executor: BackupExecutor, logger: Logger): Worker {
+/** What the host does for each kind of job; each handler takes the job's data and reports its own outcome. */
+export type HostJobHandlers = { [K in HostJob['name']]: (data: Extract<HostJob, { name: K }>['data'], job: Job) => Promise<void> };
+
+/** The host's work queue. Thin: the job carries everything; the handler does the work and reports. */
+export function createHostWorker(config: AgentConfig, hostId: string, handlers: HostJobHandlers, logger: Logger): Worker {
   const worker = new Worker(
     hostQueueName(hostId),
     async (job: Job) => {
-      const j = { name: job.name, data: job.data } as HostJob;
-      if (j.name !== 'backup') throw new Error(`unknown host job ${job.name}`);
-      await executor.run(j.data);
+      const handler = (handlers as Record<string, ((data: unknown, job: Job) => Promise<void>) | undefined>)[job.name];
+      if (!handler) throw new Error(`unknown host job ${job.name}`);
+      await handler(job.data, job);
     },
     { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.queuePrefix, concurrency: 4, ...stalledJobSettings(config.heartbeatSeconds) },
   );
