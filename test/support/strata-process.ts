@@ -4,12 +4,17 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const REPO_ROOT = resolve(__dirname, '../..');
-export const STRATA_BIN = join(REPO_ROOT, 'bin/strata');
+/**
+ * Integration tests run the compiled CLI, as operators do; `npm test` builds into dist/ first.
+ * STRATA_TEST_DIST points at another build (`npx tsc -p tsconfig.build.json --outDir D && npx tsc-alias
+ * -p tsconfig.build.json --outDir D`), so that parallel work on one checkout does not share one dist/.
+ */
+const DIST = process.env.STRATA_TEST_DIST ? resolve(process.env.STRATA_TEST_DIST) : join(REPO_ROOT, 'dist');
+export const STRATA_BIN = process.env.STRATA_TEST_DIST ? join(DIST, 'apps/cli/src/main.js') : join(REPO_ROOT, 'bin/strata');
 
-/** Integration tests run the compiled CLI, as operators do; `npm test` builds first. */
 export function requireBuild(): void {
-  if (!existsSync(join(REPO_ROOT, 'dist/apps/cli/src/main.js'))) {
-    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(DIST, 'apps/cli/src/main.js'))) {
+    throw new Error(`${DIST} is missing: run \`npm run build\` first (npm test does)`);
   }
 }
 
