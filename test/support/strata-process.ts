@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 export const REPO_ROOT = resolve(__dirname, '../..');
 /**
  * Integration tests run the compiled CLI, as operators do; `npm test` builds into dist/ first.
- * STRATA_TEST_DIST points at another build (`npx tsc -p tsconfig.build.json --outDir D && npx tsc-alias
- * -p tsconfig.build.json --outDir D`), so that parallel work on one checkout does not share one dist/.
+ * STRATA_TEST_DIST points at another build inside the checkout (so node_modules resolves), e.g. `.dist-me`
+ * from `npx tsc -p tsconfig.build.json --outDir .dist-me && npx tsc-alias -p tsconfig.build.json --outDir
+ * .dist-me`, so that parallel work on one checkout does not rebuild one dist/ under a running suite.
  */
 const DIST = process.env.STRATA_TEST_DIST ? resolve(process.env.STRATA_TEST_DIST) : join(REPO_ROOT, 'dist');
 export const STRATA_BIN = process.env.STRATA_TEST_DIST ? join(DIST, 'apps/cli/src/main.js') : join(REPO_ROOT, 'bin/strata');
