@@ -16,10 +16,10 @@ export STRATA_API_HOST=${STRATA_API_HOST:-127.0.0.1}
 export STRATA_QUEUE_PREFIX=${STRATA_QUEUE_PREFIX:-strataqs}
 say() { printf '\n[strata] %s\n' "$*"; }
 
-say "1/9 services: PostgreSQL, Redis, libvirt/QEMU, python3-cs"
+say "1/10 services: PostgreSQL, Redis, libvirt/QEMU, python3-cs"
 bash scripts/ensure-services.sh
 
-say "2/9 dependencies and build"
+say "2/10 dependencies and build"
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ "$(cat node_modules/.strata-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   npm ci --no-audit --no-fund
@@ -27,7 +27,7 @@ if [ "$(cat node_modules/.strata-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
 fi
 npm run build --silent
 
-say "3/9 database and schema"
+say "3/10 database and schema"
 db=${STRATA_DATABASE_URL##*/}
 if ! psql -h 127.0.0.1 -U postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
   psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$db\""
@@ -35,7 +35,7 @@ fi
 ./bin/strata migrate
 
 endpoint="http://$STRATA_API_HOST:$STRATA_API_PORT/client/api"
-say "4/9 management plane on $endpoint"
+say "4/10 management plane on $endpoint"
 if [ -f "$state/api.pid" ] && kill -0 "$(cat "$state/api.pid")" 2>/dev/null; then
   echo "already running (pid $(cat "$state/api.pid"))"
 else
@@ -46,7 +46,7 @@ else
   echo "started (pid $(cat "$state/api.pid")), log $state/api.log"
 fi
 
-say "5/9 an Admin API key"
+say "5/10 an Admin API key"
 if [ ! -s "$state/admin.json" ]; then
   (umask 077 && ./bin/strata keys create --role Admin --name quickstart-admin --json >"$state/admin.json")
 fi
@@ -58,7 +58,7 @@ echo "keys in $state/admin.json (mode 0600)"
 cs() { /usr/bin/python3 -m cs --quiet "$@"; }
 field() { python3 -c 'import json,sys; d=json.load(sys.stdin); ks=sys.argv[1].split("."); [d:=d[int(k)] if k.isdigit() else d[k] for k in ks]; print(d)' "$1"; }
 
-say "6/9 a zone, a local backup repository, a native offering imported into the zone (through python3-cs)"
+say "6/10 a zone, a local backup repository, a native offering imported into the zone (through python3-cs)"
 zone=$(cs listZones name=quickstart | field zone.0.id 2>/dev/null || cs createZone name=quickstart | field zone.id)
 mkdir -p /var/lib/strata/quickstart-repository
 repo=$(cs listBackupRepositories zoneid="$zone" | field backuprepository.0.id 2>/dev/null ||
@@ -75,7 +75,7 @@ echo "imported offering $offering"
 events=$(psql "$STRATA_DATABASE_URL" -Atc 'SELECT count(*) FROM events')
 echo "the event store holds $events events; the read models are rebuilt from them by: ./bin/strata projector --rebuild --exit-when-caught-up"
 
-say "7/9 a host agent and a demo VM (64 MiB qcow2 disk, no OS needed)"
+say "7/10 a host agent and a demo VM (64 MiB qcow2 disk, no OS needed)"
 if [ -f "$state/agent.pid" ] && kill -0 "$(cat "$state/agent.pid")" 2>/dev/null; then
   echo "agent already running (pid $(cat "$state/agent.pid"))"
 else
@@ -114,7 +114,7 @@ cs listVirtualMachines id="$vm" | field virtualmachine.0.backupofferingid >/dev/
 host_up() { cs listHosts | python3 -c 'import json,sys; print(any(h["state"] == "Up" for h in json.load(sys.stdin).get("host", [])))' 2>/dev/null; }
 for _ in $(seq 1 60); do [ "$(host_up)" = True ] && break; sleep 0.5; done
 
-say "8/9 a full and an incremental backup"
+say "8/10 a full and an incremental backup"
 cs finishBackupChain virtualmachineid="$vm" >/dev/null # the demo's first backup is a full, also on a re-run
 write() { qemu-io -f qcow2 -c "write -P $1 $2 $3" "$disk" >/dev/null; }
 backup_once() {
@@ -130,7 +130,7 @@ write 0xa5 8M 1M
 write 0x3c 40M 512k
 read -r inc inc_s < <(backup_once quickstart-incremental)
 
-say "9/9 checks"
+say "9/10 checks"
 repo_dir=/var/lib/strata/quickstart-repository
 describe() {
   python3 - "$(cs listBackups id="$1")" <<'PY'
@@ -151,6 +151,33 @@ if qemu-img compare -q "$disk" "$top"; then
   echo "check: the incremental's chain ($top -> its full) equals the VM's disk: qemu-img compare says identical"
 else
   echo "check FAILED: the backup differs from the disk"; exit 1
+fi
+
+say "10/10 restores: the VM back to its incremental, then a quick restore to its full"
+write 0xff 0 16M # the VM's disk moves on after the backups
+seconds_since() { python3 -c 'import sys; print(float(sys.argv[1]) - float(sys.argv[2]))' "$(date +%s.%N)" "$1"; }
+t0=$(date +%s.%N)
+cs restoreBackup id="$inc" >/dev/null
+restore_s=$(seconds_since "$t0")
+if qemu-img compare -q "$disk" "$top"; then
+  printf 'check: restoreBackup took %.1f s; the VM'"'"'s disk equals the incremental backup again\n' "$restore_s"
+else
+  echo "check FAILED: the restored disk differs from the backup"; exit 1
+fi
+read -r full_chain full_volume < <(describe "$full" 2>&1 >/dev/null)
+full_top=$repo_dir/$vm/$full_chain/$full/$full_volume.qcow2
+t0=$(date +%s.%N)
+consolidation=$(cs restoreBackup id="$full" quickrestore=true | field consolidationjobid)
+quick_s=$(seconds_since "$t0")
+state_now=$(virsh -q -c qemu:///system domstate strata-demo)
+for _ in $(seq 1 240); do [ "$(cs queryAsyncJobResult jobid="$consolidation" | field jobstatus)" != 0 ] && break; sleep 0.5; done
+[ "$(cs queryAsyncJobResult jobid="$consolidation" | field jobstatus)" = 1 ] || { echo "check FAILED: consolidation did not finish; see $state/agent.log"; exit 1; }
+consolidated_s=$(seconds_since "$t0")
+virsh -q -c qemu:///system destroy strata-demo >/dev/null
+if qemu-img compare -q "$disk" "$full_top" && ! qemu-img info "$disk" | grep -q '^backing file'; then
+  printf 'check: quick restore had the VM %s after %.1f s, consolidated off the repository after %.1f s; its disk equals the full backup\n' "$state_now" "$quick_s" "$consolidated_s"
+else
+  echo "check FAILED: the quick-restored disk differs from the backup or still depends on the repository"; exit 1
 fi
 
 cat <<EOT

@@ -817,7 +817,7 @@ describe('catalog API against a running strata', () => {
       await refusedWithoutEvents(u, { name: 'backup.chain.size', value: '-2' }, 431, 'value');
       await refusedWithoutEvents(u, { name: 'backup.chain.size', value: '2.5' }, 431, 'value');
       await refusedWithoutEvents(u, { name: 'backup.chain.size' }, 431, 'value');
-      await refusedWithoutEvents(u, { name: 'knib.timeout', value: '59' }, 431, 'value');
+      await refusedWithoutEvents(u, { name: 'knib.timeout', value: '0' }, 431, 'value');
       await refusedWithoutEvents(u, { name: 'backup.compression.task.enabled', value: 'yes' }, 431, 'value');
       await refusedWithoutEvents(u, { name: 'backup.compression.task.enabled', value: '1' }, 431, 'value');
       await refusedWithoutEvents(u, { name: 'backup.compression.minimum.free.storage', value: 'lots' }, 431, 'value');

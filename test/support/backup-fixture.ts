@@ -35,12 +35,12 @@ export interface BackupCatalog {
 }
 
 /** A zone, a local repository in a temp dir, and a native offering imported into the zone. */
-export async function createBackupCatalog(api: ApiClient, zoneName: string, chainSize?: number): Promise<BackupCatalog> {
+export async function createBackupCatalog(api: ApiClient, zoneName: string, chainSize?: number, nativeParams: Record<string, string> = {}): Promise<BackupCatalog> {
   const ok = okCaller(() => api);
   const zone = (await ok('createZone', { name: zoneName })).zone as { id: string };
   const repoDir = await mkdtemp(join(tmpdir(), 'strata-repo-'));
   await ok('addBackupRepository', { name: 'local', type: 'local', address: repoDir, zoneid: zone.id });
-  const native = (await ok('createNativeBackupOffering', { name: 'gold', ...(chainSize !== undefined && { backupchainsize: String(chainSize) }) })).nativebackupoffering as { id: string };
+  const native = (await ok('createNativeBackupOffering', { name: 'gold', ...(chainSize !== undefined && { backupchainsize: String(chainSize) }), ...nativeParams })).nativebackupoffering as { id: string };
   const imported = await ok('importBackupOffering', { name: 'gold', description: 'gold', zoneid: zone.id, externalid: native.id, allowuserdrivenbackups: 'true' });
   const offering = (await api.waitForJob(imported.jobid as string)).jobresult.backupoffering as { id: string };
   return { zoneId: zone.id, repoDir, offeringId: offering.id };

@@ -12,10 +12,10 @@ export interface RunningPlane {
 }
 
 /** A throw-away database, `strata migrate`, and `strata api` (the whole management plane) on a free port. */
-export async function startManagementPlane(): Promise<RunningPlane> {
+export async function startManagementPlane(extraEnv: Record<string, string> = {}): Promise<RunningPlane> {
   requireBuild();
   const db = await createTestDatabase();
-  const env = testEnv(db.url, { STRATA_API_PORT: '0', STRATA_API_HOST: '127.0.0.1' });
+  const env = testEnv(db.url, { STRATA_API_PORT: '0', STRATA_API_HOST: '127.0.0.1', ...extraEnv });
   const migrate = await runStrata(['migrate'], env);
   if (migrate.code !== 0) throw new Error(`strata migrate failed: ${migrate.output}`);
   const api = startStrata(['api'], env);

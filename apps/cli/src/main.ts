@@ -3,12 +3,20 @@ import { SecretBox } from '@strata/application';
 import { ConfigError, createLogger, loadAgentConfig, loadConfig, redactUrl, StrataConfig } from '@strata/config';
 import { createHostWorker, HostAgent, reportsQueue } from '../../host-agent/src/host-agent';
 import { BackupExecutor } from '../../host-agent/src/backup-executor';
+import { hostKeyCredentials, RepositoryMounter } from '../../host-agent/src/repository-mounter';
+import { DieWithParentRunner, ExecaProcessRunner, MountDriver, QemuImgDriver } from '@strata/hypervisor';
+import { CompressionExecutor } from '../../host-agent/src/compression-executor';
+import { createCompressionWorker } from '../../host-agent/src/compression-worker';
+import { ConsolidationExecutor } from '../../host-agent/src/consolidation-executor';
+import { RestoreExecutor } from '../../host-agent/src/restore-executor';
+import { RemovalExecutor } from '../../host-agent/src/removal-executor';
 import { hostIdFor } from '@strata/application';
 import { LibvirtHostHypervisor } from '../../host-agent/src/libvirt-host-hypervisor';
 import { runMigrations } from '@strata/read-models';
 import { startApiServer } from '../../api/src/api-server';
 import { createProjector, startDispatcherAndWorkers, Stoppable } from '../../management/src/management-plane';
 import { createApiKeys } from './keys';
+import { checkRepository } from './repository-check';
 import { onShutdown, openRuntime, openSecrets } from './runtime';
 
 const USAGE = `strata: event-sourced incremental backups of KVM virtual machines
@@ -23,6 +31,10 @@ usage:
   strata agent                        the host agent of a KVM host (STRATA_AGENT_* variables)
   strata keys create --role Admin|User --name NAME [--json]
                                       create an API user and print its keys
+  strata keys host --out FILE         write the host key that agents need for repository credentials
+  strata repository check --id ID [--path DIR] [--json]
+                                      list files on a repository that no backup references and backups
+                                      whose files are missing (changes nothing; --path: where it is mounted)
 
 configuration: environment variables STRATA_* (see README.md)`;
 
@@ -71,7 +83,7 @@ async function serve(config: StrataConfig, args: string[]): Promise<void> {
     const projector = createProjector(rt);
     await projector.start();
     parts.push(projector);
-    parts.push(await startDispatcherAndWorkers(rt));
+    parts.push(await startDispatcherAndWorkers({ ...rt, secrets }));
   }
   const api = await startApiServer({ ...rt, secrets });
   logger.log(onlyApi ? 'API running (projector and dispatcher run elsewhere)' : 'management plane running: API, projector, dispatcher, management workers');
@@ -108,7 +120,7 @@ async function dispatcher(config: StrataConfig, args: string[]): Promise<void> {
   noMoreArgs(args);
   const logger = createLogger('dispatcher', config.logLevel);
   const rt = await openRuntime(config, 'strata-dispatcher');
-  const part = await startDispatcherAndWorkers(rt);
+  const part = await startDispatcherAndWorkers({ ...rt, secrets: await openSecrets(config, rt.db) });
   onShutdown(logger, async () => {
     await part.stop();
     await rt.close();
@@ -124,17 +136,80 @@ async function agent(args: string[]): Promise<void> {
   const hypervisor = new LibvirtHostHypervisor(config.libvirtUri);
   const hostAgent = new HostAgent(config, hypervisor, reports, logger);
   await hostAgent.start();
-  const executor = new BackupExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), config.hostName, logger);
-  const worker = createHostWorker(config, hostIdFor(config.hostName), { backup: (data) => executor.run(data) }, logger);
+  const mounter = new RepositoryMounter(new MountDriver(new ExecaProcessRunner()), config.mountRoot, hostKeyCredentials(config.keyFile), logger);
+  // Before any job: repository mounts must reach the VMs started from now on (see prepare).
+  await mounter.prepare().catch((error: Error) => logger.warn(`mount root ${config.mountRoot}: ${error.message}; NFS, CIFS and CephFS repositories may not reach running VMs`));
+  const executor = new BackupExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), config.hostName, logger, mounter);
+  const restores = new RestoreExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), () => hostAgent.reportNow(), logger);
+  const consolidations = new ConsolidationExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), logger);
+  const removals = new RemovalExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), logger, mounter);
+  const worker = createHostWorker(
+    config,
+    hostIdFor(config.hostName),
+    { backup: (data) => executor.run(data), restore: (data) => restores.run(data), consolidate: (data, job) => consolidations.run(data, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)), removeBackup: (data) => removals.run(data) },
+    logger,
+  );
+  // Compression has its own queue; its qemu-img processes die with the agent (never orphaned, never uncounted).
+  const compression = new CompressionExecutor(new QemuImgDriver(new DieWithParentRunner(new ExecaProcessRunner())), (r) => hostAgent.send(r), config.hostName, logger, mounter);
+  const compressionWorker = createCompressionWorker(config, hostIdFor(config.hostName), compression, logger);
   onShutdown(logger, async () => {
+    // Not waiting for compressions (hours): their qemu-img dies with us and BullMQ hands the attempt out again.
+    await compressionWorker.close(true);
     await worker.close();
     await hostAgent.stop();
     await reports.close();
   });
 }
 
+/** Writes the host key (derived from the master key) that agents need to open repository credentials. */
+async function hostKey(config: StrataConfig, args: string[]): Promise<void> {
+  const out = option(args, '--out');
+  noMoreArgs(args);
+  if (!out) throw new UsageError('usage: strata keys host --out FILE');
+  const rt = await openRuntime(config, 'strata-keys');
+  try {
+    // Checked against the database: a host key from another master key would open nothing.
+    const secrets = await openSecrets(config, rt.db);
+    try {
+      secrets.hostKey().writeKeyFile(out);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${out} exists already; remove it first`);
+      throw error;
+    }
+    process.stdout.write(`wrote the host key to ${out} (mode 0600); copy it to every KVM host as STRATA_AGENT_KEY_FILE (default /var/lib/strata/host.key)\n`);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function repository(config: StrataConfig, args: string[]): Promise<void> {
+  if (args.shift() !== 'check') throw new UsageError('usage: strata repository check --id ID [--path DIR] [--json]');
+  const id = option(args, '--id');
+  const path = option(args, '--path');
+  const json = flag(args, '--json');
+  noMoreArgs(args);
+  if (!id) throw new UsageError('--id is required (listBackupRepositories names them)');
+  const rt = await openRuntime(config, 'strata-repository-check');
+  try {
+    const r = await checkRepository(rt.db, id, path);
+    if (json) process.stdout.write(JSON.stringify(r) + '\n');
+    else {
+      process.stdout.write(`repository ${r.repositoryId} at ${r.root}: ${r.backups} backup(s), ${r.usedBytes} bytes\n`);
+      process.stdout.write(`unreferenced files: ${r.unreferenced.length}\n${r.unreferenced.map((f) => `  ${f}\n`).join('')}`);
+      process.stdout.write(`backups with missing files: ${r.missing.length}\n${r.missing.map((m) => `  ${m.backupId}: ${m.files.join(', ')}\n`).join('')}`);
+    }
+    if (r.unreferenced.length || r.missing.length) process.exitCode = 1;
+  } finally {
+    await rt.close();
+  }
+}
+
 async function keys(config: StrataConfig, args: string[]): Promise<void> {
-  if (args.shift() !== 'create') throw new UsageError('usage: strata keys create --role Admin|User --name NAME [--json]');
+  if (args[0] === 'host') {
+    args.shift();
+    return hostKey(config, args);
+  }
+  if (args.shift() !== 'create') throw new UsageError('usage: strata keys create --role Admin|User --name NAME [--json] | strata keys host --out FILE');
   const role = option(args, '--role');
   const name = option(args, '--name');
   const json = flag(args, '--json');
@@ -174,6 +249,8 @@ async function main(argv: string[]): Promise<void> {
       return dispatcher(config, args);
     case 'keys':
       return keys(config, args);
+    case 'repository':
+      return repository(config, args);
     default:
       throw new UsageError(`unknown command "${command}" (strata help lists them)`);
   }

@@ -1,17 +1,22 @@
 import { mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Logger } from '@strata/config';
-import { DomainJobTimeoutError, ImageInfo, parseCheckpointXml, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
-import { AgentReport, BackupJobData, BackupVolumeSpec } from '@strata/jobs';
+import { DomainJobInfo, DomainJobTimeoutError, DomainState, ImageInfo, LibvirtDisk, parseCheckpointXml, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { AgentReport, BackupJobData, BackupVolumeSpec, RepositoryAccess } from '@strata/jobs';
+import { BackupThrottle } from './backup-throttle';
+import { MountedRepository, RepositoryMounter } from './repository-mounter';
 
 export class UnsupportedRepositoryError extends Error {
   override readonly name = 'UnsupportedRepositoryError';
 }
 
-/** Where a repository's files are on this host. `local` repositories are a path mounted on every host. */
-export function repositoryRoot(job: BackupJobData): string {
+/**
+ * Where a `local` repository's files are on this host: a path the operator mounted on every host. Other
+ * types are mounted by the RepositoryMounter.
+ */
+export function repositoryRoot(job: { repository: RepositoryAccess }): string {
   if (job.repository.type !== 'local') {
-    throw new UnsupportedRepositoryError(`repository type ${job.repository.type} is not mounted by this agent yet; use a local repository`);
+    throw new UnsupportedRepositoryError(`repository type ${job.repository.type} needs the RepositoryMounter`);
   }
   return job.repository.address;
 }
@@ -29,6 +34,19 @@ export function backupXml(volumes: { target: string; file: string }[], allTarget
   return `<domainbackup mode='push'>${incremental}<disks>${disks.join('')}</disks></domainbackup>`;
 }
 
+/**
+ * The backed-up disks that get a dirty bitmap in the backup's checkpoint. Only a qcow2 image can hold
+ * one (libvirt refuses a bitmap on a raw disk). A VM with any other disk is full-backup-only (the decider
+ * never plans an incremental for it), so bitmaps in its qcow2 disks would never be read and would only
+ * pile up, one per backup, each costing work on every guest write: its checkpoints then hold no bitmap
+ * and only mark the moment of the backup.
+ */
+export function bitmapTargets(volumes: { target: string }[], disks: { target: string; format: string | null }[]): string[] {
+  const qcow2 = new Set(disks.filter((d) => d.format === 'qcow2').map((d) => d.target));
+  return volumes.every((v) => qcow2.has(v.target)) ? volumes.map((v) => v.target) : [];
+}
+
+/** `targets` get a bitmap, every other disk of the domain `checkpoint='no'` (libvirt accepts a checkpoint without any). */
 export function checkpointXml(name: string, targets: string[], allTargets: string[]): string {
   const included = new Set(targets);
   const disks = allTargets.map((t) => (included.has(t) ? `<disk name='${escapeXml(t)}' checkpoint='bitmap'/>` : `<disk name='${escapeXml(t)}' checkpoint='no'/>`));
@@ -62,6 +80,17 @@ interface Plan {
   fullReason: string | null;
   chainId: string;
   volumes: BackupVolumeSpec[];
+}
+
+interface DomainLook {
+  state: DomainState;
+  /** The active (or last) job, null when libvirt would not say (a shut-off domain). */
+  job: DomainJobInfo | null;
+  checkpoints: ReadonlySet<string>;
+  /** The `disk` devices (not cdroms): targets and image formats. */
+  disks: LibvirtDisk[];
+  /** The qcow2 nodes and bitmaps of a running domain, when asked for and it runs. */
+  live: LiveNode[] | null;
 }
 
 interface LiveNode {
@@ -99,10 +128,29 @@ export class BackupExecutor {
     private readonly report: (r: AgentReport) => Promise<void>,
     private readonly hostName: string,
     private readonly logger: Logger,
+    /** Mounts NFS, CIFS and CephFS repositories; without it only `local` ones can be used. */
+    private readonly mounter: RepositoryMounter | null = null,
   ) {}
 
+  /** Mounts the repository (or finds it mounted) for the backup, and releases it afterwards. */
   async run(job: BackupJobData): Promise<void> {
-    const root = repositoryRoot(job);
+    let mounted: MountedRepository;
+    try {
+      mounted = this.mounter ? await this.mounter.acquire(job.repository) : { root: repositoryRoot(job), release: async () => undefined };
+    } catch (error) {
+      const reason = `repository ${job.repository.repositoryId} could not be mounted: ${(error as Error).message}`;
+      this.logger.error(`backup ${job.backupId} of ${job.domainName} failed: ${reason}`);
+      await this.report({ type: 'BackupFailed', vmId: job.vmId, backupId: job.backupId, reason, cleanedUp: [], checkpointTrusted: true, at: new Date().toISOString() });
+      return;
+    }
+    try {
+      await this.backUp(job, mounted.root);
+    } finally {
+      await mounted.release();
+    }
+  }
+
+  private async backUp(job: BackupJobData, root: string): Promise<void> {
     const at = () => new Date().toISOString();
     const domain = job.domainName;
     await this.report({ type: 'BackupStarted', vmId: job.vmId, backupId: job.backupId, hostName: this.hostName, at: at() });
@@ -111,10 +159,12 @@ export class BackupExecutor {
     let plan: Plan = { type: job.type, fullReason: null, chainId: job.chainId, volumes: job.volumes };
     try {
       if (await this.reportFinishedAttempt(job, root)) return;
-      await this.undoEarlierAttempt(job, root, cleanedUp);
-      const running = (await this.virsh.domainState(domain)).state !== 'shutoff';
-      if (job.type === 'INCREMENTAL') {
-        const reason = await this.untrustedParent(job, running);
+      const incremental = job.type === 'INCREMENTAL';
+      let look = await this.look(domain, incremental);
+      if (await this.undoEarlierAttempt(job, root, cleanedUp, look)) look = await this.look(domain, incremental);
+      const running = look.state !== 'shutoff';
+      if (incremental) {
+        const reason = await this.untrustedParent(job, running ? (look.live ?? (await this.liveNodes(domain))) : null, look.checkpoints);
         if (reason) {
           this.logger.warn(`backup ${job.backupId} of ${domain}: ${reason}; taking a full backup instead`);
           // From here on the chain's checkpoints are gone: a failure must not let the next backup trust them.
@@ -138,32 +188,42 @@ export class BackupExecutor {
       }
       const dir = join(root, dirname(plan.volumes[0].targetFile));
       await mkdir(dir, { recursive: true });
-      for (const v of plan.volumes) {
-        const file = join(root, v.targetFile);
-        if (v.backingFile) await this.qemuImg.create(file, { format: 'qcow2', backingFile: v.backingFile, backingFormat: 'qcow2' });
-        else await this.qemuImg.create(file, { format: 'qcow2', sizeBytes: v.virtualSizeBytes });
-      }
-      const allTargets = (await this.virsh.domainDisks(domain)).filter((d) => d.device === 'disk').map((d) => d.target);
+      await Promise.all(
+        plan.volumes.map((v) => {
+          const file = join(root, v.targetFile);
+          if (v.backingFile) return this.qemuImg.create(file, { format: 'qcow2', backingFile: v.backingFile, backingFormat: 'qcow2' });
+          return this.qemuImg.create(file, { format: 'qcow2', sizeBytes: v.virtualSizeBytes });
+        }),
+      );
+      const disks = look.disks;
+      const allTargets = disks.map((d) => d.target);
       const volumes = plan.volumes.map((v) => ({ target: v.target, file: join(root, v.targetFile) }));
       await this.virsh.backupBegin(
         domain,
         backupXml(volumes, allTargets, plan.type === 'INCREMENTAL' ? job.parentCheckpointName : null),
-        checkpointXml(job.checkpointName, volumes.map((v) => v.target), allTargets),
+        checkpointXml(job.checkpointName, bitmapTargets(volumes, disks), allTargets),
       );
+      const throttle = job.bandwidthBytesPerSec ? new BackupThrottle(this.virsh, domain, volumes.map((v) => v.target), job.bandwidthBytesPerSec, this.logger) : null;
+      await throttle?.start();
       await this.failpoint('hang-after-backup-begin', job);
-      let lastReport = 0;
+      // The first progress report after a second: a backup done sooner needs none (each is an event).
+      let lastReport = Date.now();
       try {
         await this.virsh.waitForJob(domain, {
-          // An incremental of a few MiB ends within tens of milliseconds: poll often so it is not kept waiting.
-          pollIntervalMs: 50,
+          // An incremental of a few MiB ends within tens of milliseconds: poll often at first so it is not
+          // kept waiting, then less and less (each poll is a virsh process) down to one a second.
+          pollIntervalMs: 20,
+          maxPollIntervalMs: 1000,
           timeoutMs: job.timeoutSeconds * 1000,
           onProgress: (info) => {
+            throttle?.tick();
             if (Date.now() - lastReport < 1000 || info.dataTotal === null) return;
             lastReport = Date.now();
             void this.report({ type: 'BackupProgressed', vmId: job.vmId, backupId: job.backupId, bytesDone: info.dataProcessed ?? 0, bytesTotal: info.dataTotal, at: at() }).catch(() => undefined);
           },
         });
       } catch (error) {
+        await throttle?.stop();
         if (error instanceof DomainJobTimeoutError) {
           await this.abortJob(domain).catch(() => undefined); // the clean-up below tries again
           cleanedUp.push('aborted the libvirt backup job');
@@ -171,13 +231,14 @@ export class BackupExecutor {
         }
         throw error;
       }
-      const checkpoint = await this.virsh.checkpointDumpXml(domain, job.checkpointName);
-      const stored: { volumeId: string; storedBytes: number; virtualSizeBytes: number }[] = [];
-      for (const v of plan.volumes) {
-        const info = (await this.qemuImg.info(join(root, v.targetFile))) as ImageInfo;
-        stored.push({ volumeId: v.volumeId, storedBytes: info.actualSizeBytes ?? 0, virtualSizeBytes: info.virtualSizeBytes });
-      }
-      await this.writeManifest(root, job, plan, stored, await this.virsh.domainXml(domain, { inactive: true }));
+      await throttle?.stop();
+      const [checkpoint, infos, domainXml] = await Promise.all([
+        this.virsh.checkpointDumpXml(domain, job.checkpointName),
+        Promise.all(plan.volumes.map((v) => this.qemuImg.info(join(root, v.targetFile)) as Promise<ImageInfo>)),
+        this.virsh.domainXml(domain, { inactive: true }),
+      ]);
+      const stored = plan.volumes.map((v, i) => ({ volumeId: v.volumeId, storedBytes: infos[i].actualSizeBytes ?? 0, virtualSizeBytes: infos[i].virtualSizeBytes }));
+      await this.writeManifest(root, job, plan, stored, domainXml);
       if (startedForBackup) {
         await this.virsh.destroy(domain);
         await rm(this.startedMarker(job, root), { force: true });
@@ -200,14 +261,14 @@ export class BackupExecutor {
   }
 
   /** Why the parent checkpoint cannot be trusted, or null. Redefines libvirt's metadata when only that was lost. */
-  private async untrustedParent(job: BackupJobData, running: boolean): Promise<string | null> {
+  private async untrustedParent(job: BackupJobData, live: LiveNode[] | null, known: ReadonlySet<string>): Promise<string | null> {
     const parent = job.parentCheckpointName;
     if (!parent) return 'no parent checkpoint was recorded';
     // The qcow2 bitmap is the truth. A running QEMU keeps persistent bitmaps in memory and writes them to
-    // the image only when it closes it, so a running VM is asked through QMP; a stopped one's image header
-    // is the truth.
-    const live = running ? await this.liveNodes(job.domainName) : null;
-    for (const v of job.volumes) {
+    // the image only when it closes it, so a running VM is asked through QMP (`live`, null when it is
+    // stopped); a stopped one's image header is the truth.
+    const images = live ? [] : await Promise.all(job.volumes.map((v) => this.qemuImg.info(v.sourcePath) as Promise<ImageInfo>));
+    for (const [i, v] of job.volumes.entries()) {
       if (live) {
         const bitmap = live.find((n) => n.file === v.sourcePath)?.bitmaps.find((b) => b.name === parent);
         if (!bitmap) return `volume ${v.target} has no bitmap ${parent}`;
@@ -216,14 +277,12 @@ export class BackupExecutor {
         if (!bitmap.recording) return `bitmap ${parent} of volume ${v.target} does not record writes`;
         continue;
       }
-      const info = (await this.qemuImg.info(v.sourcePath)) as ImageInfo;
-      const bitmap = info.bitmaps.find((b) => b.name === parent);
+      const bitmap = images[i].bitmaps.find((b) => b.name === parent);
       if (!bitmap) return `volume ${v.target} has no bitmap ${parent}`;
       // In a stopped image, in-use means QEMU did not store the bitmap cleanly (a crash): its content is unknown.
       if (bitmap.inUse) return `bitmap ${parent} of volume ${v.target} was not stored cleanly`;
       if (!bitmap.auto) return `bitmap ${parent} of volume ${v.target} does not record writes`;
     }
-    const known = new Set((await this.virsh.checkpointList(job.domainName)).map((c) => c.name));
     if (!known.has(parent)) {
       if (!job.parentCheckpointXml) return `libvirt lost checkpoint ${parent} and no definition was recorded`;
       try {
@@ -350,31 +409,55 @@ export class BackupExecutor {
     return false;
   }
 
-  /** What an attempt that died left behind, undone; nothing on a first attempt. */
-  private async undoEarlierAttempt(job: BackupJobData, root: string, cleanedUp: string[]): Promise<void> {
+  /**
+   * The domain as the backup starts: state, running job, checkpoint names and disks, asked at once (each
+   * is a virsh process; one after another they were most of an incremental's fixed cost).
+   */
+  private async look(domain: string, withLive: boolean): Promise<DomainLook> {
+    const [state, job, checkpoints, disks, live] = await Promise.all([
+      this.virsh.domainState(domain),
+      // A shut-off domain runs no job (and domjobinfo refuses to answer for it).
+      this.virsh.domJobInfo(domain).catch(() => null),
+      this.virsh.checkpointNames(domain),
+      this.virsh.domainDisks(domain),
+      // Its bitmaps, in case it runs (for an incremental's trust check); QMP fails for a shut-off one.
+      withLive ? this.liveNodes(domain).catch(() => null) : null,
+    ]);
+    return { state: state.state, job, checkpoints: new Set(checkpoints), disks: disks.filter((d) => d.device === 'disk'), live };
+  }
+
+  /**
+   * What an attempt that died left behind, undone; nothing on a first attempt. Returns whether it changed
+   * the domain (aborted its job, deleted a checkpoint, stopped it), so that `look` is out of date.
+   */
+  private async undoEarlierAttempt(job: BackupJobData, root: string, cleanedUp: string[], look: DomainLook): Promise<boolean> {
     const domain = job.domainName;
+    let changed = false;
     const undone = (what: string) => {
       cleanedUp.push(what);
       this.logger.warn(`backup ${job.backupId} of ${domain}: ${what}`);
     };
     const dirs = this.backupDirs(job, root);
-    const info = await this.virsh.domJobInfo(domain).catch(() => null);
+    const info = look.job;
     if (info && isActiveJob(info.type) && info.operation === 'backup' && (await this.backupJobWritesInto(domain, dirs))) {
       await this.abortJob(domain);
       undone('aborted the libvirt backup job of an earlier attempt');
+      changed = true;
     }
     const marker = this.startedMarker(job, root);
     const startedEarlier = await exists(marker);
-    const state = (await this.virsh.domainState(domain)).state;
-    if ((await this.virsh.checkpointList(domain)).some((c) => c.name === job.checkpointName)) {
+    const state = look.state;
+    if (look.checkpoints.has(job.checkpointName)) {
       // Before stopping a VM the earlier attempt started: libvirt deletes bitmaps of running domains only.
       await this.deleteCheckpoint(job, job.checkpointName, state !== 'shutoff');
       undone(`deleted checkpoint ${job.checkpointName} of an earlier attempt`);
+      changed = true;
     }
     if (startedEarlier) {
       if (state === 'paused') {
         await this.virsh.destroy(domain);
         undone('stopped the VM that an earlier attempt had started paused');
+        changed = true;
       }
       await rm(marker, { force: true });
     }
@@ -384,6 +467,7 @@ export class BackupExecutor {
       undone(`removed the partial files of an earlier attempt (${dir})`);
     }
     await rmdir(join(root, job.vmId, job.backupId)).catch(() => undefined);
+    return changed;
   }
 
   /** Whether the domain's running backup job writes into one of these directories (so it is ours). */

@@ -40,6 +40,11 @@ export class HostAgent {
     await this.reports.add(report.type, report, { removeOnComplete: true, removeOnFail: { age: 24 * 3600 }, attempts: 10, backoff: { type: 'exponential', delay: 1000 } });
   }
 
+  /** Beats and reports the domains now (after a restore defined a VM or attached a disk). */
+  async reportNow(): Promise<void> {
+    await this.tick();
+  }
+
   private async tick(): Promise<void> {
     try {
       const at = new Date().toISOString();

@@ -1,7 +1,7 @@
 import { Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { DataSource } from 'typeorm';
-import { AgentReportsUseCase, BackupOutcomesUseCase, hostIdFor, UnknownZoneError, ZoneDirectory } from '@strata/application';
+import { AgentReportsUseCase, BackupOutcomesUseCase, BackupRemovalUseCase, CompressionUseCase, hostIdFor, RestoreOutcomesUseCase, UnknownZoneError, ZoneDirectory } from '@strata/application';
 import { AgentReport, AGENT_REPORTS_QUEUE } from '@strata/jobs';
 import { HostView, ZoneView } from '@strata/read-models';
 import { IsNull } from 'typeorm';
@@ -25,7 +25,7 @@ export const MISSED_HEARTBEATS_LIMIT = 3;
  * Reports from the agents become events. Last-seen times live in Redis (not in events: heartbeats are
  * not decisions), so any management instance can tell that a host went silent.
  */
-export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: BackupOutcomesUseCase, redisUrl: string, prefix: string, logger: Logger): { worker: Worker; monitor: NodeJS.Timeout; redis: Redis } {
+export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: BackupOutcomesUseCase, restores: RestoreOutcomesUseCase, redisUrl: string, prefix: string, logger: Logger, compression: CompressionUseCase, removals: BackupRemovalUseCase | null = null): { worker: Worker; monitor: NodeJS.Timeout; redis: Redis } {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const lastSeenKey = `${prefix}:host-last-seen`;
   const worker = new Worker(
@@ -49,6 +49,28 @@ export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: 
           return backups.succeeded(report);
         case 'BackupFailed':
           return backups.failed(report);
+        case 'RestoreProgressed':
+          return restores.restoreProgressed(report);
+        case 'RestoreSucceeded':
+          return restores.restoreSucceeded(report);
+        case 'RestoreFailed':
+          return restores.restoreFailed(report);
+        case 'ConsolidationProgressed':
+          return restores.consolidationProgressed(report);
+        case 'ConsolidationSucceeded':
+          return restores.consolidationSucceeded(report);
+        case 'ConsolidationFailed':
+          return restores.consolidationFailed(report);
+        case 'CompressionSucceeded':
+          return compression.succeeded(report);
+        case 'CompressionFailed':
+          return compression.failed(report);
+        case 'BackupRemovalSucceeded':
+          if (!removals) throw new Error('this management plane does not handle backup removals');
+          return removals.succeeded(report);
+        case 'BackupRemovalFailed':
+          if (!removals) throw new Error('this management plane does not handle backup removals');
+          return removals.failed(report);
       }
     },
     { connection: { url: redisUrl, maxRetriesPerRequest: null }, prefix, concurrency: 1 },

@@ -1,9 +1,11 @@
 import { Queue } from 'bullmq';
 import { DataSource } from 'typeorm';
-import { BackupOfferingDeleted, BackupOfferingImportRequested, BackupRequested } from '@strata/domain';
+import { BackupOfferingDeleted, BackupOfferingImportRequested, BackupRequested, ConsolidationRequested, RestoreRequested, Streams } from '@strata/domain';
 import { Checkpoint, EventStore, RecordedEvent, Subscription } from '@strata/event-store';
-import { hostQueueName, ManagementJob, managementJobId } from '@strata/jobs';
-import { buildBackupJob } from './host-job-builder';
+import { consolidationJobId, hostQueueName, ManagementJob, managementJobId } from '@strata/jobs';
+import { HostSecrets } from './host-secrets';
+import { buildBackupJob, buildConsolidationJob, buildRestoreJob } from './host-job-builder';
+import type { Lifecycle } from './lifecycle';
 
 export interface Logger {
   log(message: string): void;
@@ -46,12 +48,16 @@ export class Dispatcher {
   private stopped = false;
   private readonly hostQueues = new Map<string, Queue>();
   static readonly CHECKPOINT = 'dispatcher';
+  /** Deletions, retention and schedules (lifecycle.ts); set by the management plane. */
+  lifecycle: Lifecycle | null = null;
 
   constructor(
     private readonly store: EventStore,
     private readonly db: DataSource,
     private readonly queue: Queue,
     private readonly logger: Logger,
+    /** Seals repository credentials for the hosts; null only where no job carries any (tests). */
+    private readonly hostSecrets: HostSecrets | null = null,
     private readonly hostQueue: (hostId: string) => Queue = (hostId) => {
       const name = hostQueueName(hostId);
       const existing = this.hostQueues.get(name);
@@ -61,6 +67,15 @@ export class Dispatcher {
       return created;
     },
   ) {}
+
+  /** Re-encrypts the job's repository credentials from the master key to the host key. */
+  private forHost<T extends object>(data: T): T {
+    if (this.hostSecrets) return this.hostSecrets.seal(data);
+    if ((data as { repository?: { encryptedCredentials: string | null } }).repository?.encryptedCredentials) {
+      throw new Error('a host job carries repository credentials but the dispatcher has no master key to seal them for the host');
+    }
+    return data;
+  }
 
   async start(): Promise<void> {
     this.stopped = false;
@@ -108,9 +123,24 @@ export class Dispatcher {
         const request = event.data as BackupRequested['data'];
         const data = await buildBackupJob(request, this.db, this.store);
         // Job id = backup id: a re-dispatched request is the same job, never a second backup.
-        await this.hostQueue(request.hostId).add('backup', data, { jobId: request.backupId, attempts: 1, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
+        await this.hostQueue(request.hostId).add('backup', this.forHost(data), { jobId: request.backupId, attempts: 1, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
         this.logger.log(`dispatcher: backup ${request.backupId} (${request.type}) of VM ${request.vmId} -> host ${request.hostId}`);
       }
+      if (event.type === 'RestoreRequested') {
+        const request = event.data as RestoreRequested['data'];
+        const data = await buildRestoreJob(request, this.db);
+        // Job id = restore id: a re-dispatched request is the same restore.
+        await this.hostQueue(request.hostId).add('restore', this.forHost(data), { jobId: request.restoreId, attempts: 1, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
+        this.logger.log(`dispatcher: restore ${request.restoreId} (${request.kind}${request.quick ? ', quick' : ''}) of backup ${request.backupId} -> host ${request.hostId}`);
+      }
+      if (event.type === 'ConsolidationRequested') {
+        const request = event.data as ConsolidationRequested['data'];
+        const vmId = event.streamId.slice(Streams.vmBackups('').length);
+        const data = await buildConsolidationJob(request, vmId, this.db);
+        await this.hostQueue(request.hostId).add('consolidate', data, { jobId: consolidationJobId(request.restoreId), attempts: 3, backoff: { type: 'fixed', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
+        this.logger.log(`dispatcher: consolidation of quick restore ${request.restoreId} (${request.domainName}) -> host ${request.hostId}`);
+      }
+      if (this.lifecycle) await this.lifecycle.onEvent(event, (hostId) => this.hostQueue(hostId), (data) => this.forHost(data));
     }
     await this.db.query(
       `INSERT INTO projection_checkpoints (name, position, updated) VALUES ($1, $2, now())

@@ -6,3 +6,6 @@ export * from './catalog/backup-offering-view';
 export * from './catalog/import-backup-offering.use-case';
 export * from './inventory/agent-reports.use-case';
 export * from './backups/backup-outcomes.use-case';
+export * from './backups/restore-outcomes.use-case';
+export * from './compression/compression.use-case';
+export * from './backups/backup-removal.use-case';

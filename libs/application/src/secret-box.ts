@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -33,6 +33,22 @@ export class SecretBox {
     writeFileSync(file, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
     chmodSync(file, 0o600);
     return true;
+  }
+
+  /**
+   * The key the host agents hold, derived from this one (HKDF-SHA256): the management plane re-encrypts
+   * what a host needs (repository credentials) under it, so no host holds the master key, which also
+   * opens API secret keys. The derivation is one-way: the host key does not reveal the master key.
+   */
+  hostKey(): SecretBox {
+    return new SecretBox(Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), 'strata host key v1', 32)));
+  }
+
+  /** Writes this key as a key file (base64, mode 0600); refuses to replace an existing file. */
+  writeKeyFile(file: string): void {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, this.key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    chmodSync(file, 0o600);
   }
 
   /** Identifies the key without revealing it, so a database can refuse a different key. */

@@ -8,6 +8,8 @@ export interface AgentConfig {
   libvirtUri: string;
   redisUrl: string;
   mountRoot: string;
+  /** The host key (see `strata keys host`) that opens repository credentials; read only when a job has some. */
+  keyFile: string;
   queuePrefix: string;
   heartbeatSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -19,6 +21,7 @@ export const AGENT_CONFIG_VARIABLES = [
   { name: 'STRATA_LIBVIRT_URI', default: 'qemu:///system', description: 'libvirt connection' },
   { name: 'STRATA_REDIS_URL', default: 'redis://127.0.0.1:6379', description: 'the management plane\'s Redis' },
   { name: 'STRATA_AGENT_MOUNT_ROOT', default: '/var/lib/strata/mounts', description: 'where repositories are mounted' },
+  { name: 'STRATA_AGENT_KEY_FILE', default: '/var/lib/strata/host.key', description: 'the host key that opens repository credentials (`strata keys host`)' },
   { name: 'STRATA_QUEUE_PREFIX', default: 'strata', description: 'prefix of the BullMQ queues (as on the management plane)' },
   { name: 'STRATA_AGENT_HEARTBEAT_SECONDS', default: '10', description: 'seconds between heartbeats and domain reports' },
   { name: 'STRATA_LOG_LEVEL', default: 'info', description: '`debug`, `info`, `warn` or `error`' },
@@ -36,11 +39,13 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   if (!/^[a-z+]+:\/\/[^\s]*$/.test(libvirtUri)) throw new ConfigError(`STRATA_LIBVIRT_URI must be a libvirt URI such as qemu:///system, got ${JSON.stringify(libvirtUri)}`);
   const mountRoot = get('STRATA_AGENT_MOUNT_ROOT', '/var/lib/strata/mounts');
   if (!mountRoot.startsWith('/')) throw new ConfigError(`STRATA_AGENT_MOUNT_ROOT must be an absolute path, got ${JSON.stringify(mountRoot)}`);
+  const keyFile = get('STRATA_AGENT_KEY_FILE', '/var/lib/strata/host.key');
+  if (!keyFile.startsWith('/')) throw new ConfigError(`STRATA_AGENT_KEY_FILE must be an absolute path, got ${JSON.stringify(keyFile)}`);
   const queuePrefix = get('STRATA_QUEUE_PREFIX', 'strata');
   if (!/^[a-zA-Z0-9_.]{1,64}$/.test(queuePrefix)) throw new ConfigError(`STRATA_QUEUE_PREFIX must be 1-64 letters, digits, "_" or ".", got ${JSON.stringify(queuePrefix)}`);
   const beat = get('STRATA_AGENT_HEARTBEAT_SECONDS', '10');
   if (!/^\d{1,4}$/.test(beat) || Number(beat) < 1) throw new ConfigError(`STRATA_AGENT_HEARTBEAT_SECONDS must be a whole number of seconds, got ${JSON.stringify(beat)}`);
   const logLevel = get('STRATA_LOG_LEVEL', 'info');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`STRATA_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
-  return { hostName, zoneName, libvirtUri, redisUrl, mountRoot, queuePrefix, heartbeatSeconds: Number(beat), logLevel: logLevel as AgentConfig['logLevel'] };
+  return { hostName, zoneName, libvirtUri, redisUrl, mountRoot, keyFile, queuePrefix, heartbeatSeconds: Number(beat), logLevel: logLevel as AgentConfig['logLevel'] };
 }

@@ -9,4 +9,5 @@ export const Streams = {
   vmBackups: (vmId: string) => `vmBackups-${vmId}`,
   vm: (vmId: string) => `vm-${vmId}`,
   host: (hostId: string) => `host-${hostId}`,
+  vmSchedules: (vmId: string) => `vmSchedules-${vmId}`,
 } as const;

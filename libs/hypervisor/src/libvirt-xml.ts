@@ -232,3 +232,40 @@ export function parseBackupXml(xml: string): BackupDescription {
     })),
   };
 }
+
+export interface DomainCloneSpec {
+  name: string;
+  uuid: string;
+  /** The new image of each disk kept, by target device. Disks (device `disk`) not named here are dropped. */
+  disks: Record<string, { path: string; format: string }>;
+}
+
+/**
+ * A backed-up domain's definition (`virsh dumpxml --inactive`) made into a new domain: new name and uuid,
+ * its kept disks on new images (without the old backing chains), the others removed, and no MAC addresses
+ * so that libvirt gives the clone its own. Works on libvirt's own regular output; the result is checked by
+ * parsing it again.
+ */
+export function cloneDomainXml(xml: string, spec: DomainCloneSpec): string {
+  const before = parseDomainXml(xml);
+  let out = xml.replace(/<name>[^<]*<\/name>/, `<name>${xmlEscape(spec.name)}</name>`);
+  out = /<uuid>[^<]*<\/uuid>/.test(out) ? out.replace(/<uuid>[^<]*<\/uuid>/, `<uuid>${xmlEscape(spec.uuid)}</uuid>`) : out.replace(/(<name>[^<]*<\/name>)/, `$1<uuid>${xmlEscape(spec.uuid)}</uuid>`);
+  out = out.replace(/\s*<mac address=(['"])[^'"]*\1\s*\/>/g, '');
+  out = out.replace(/(\s*)<disk\b[\s\S]*?<\/disk>/g, (block: string) => {
+    const disk = parseDomainDisk(parseXml(block.trim()));
+    if (!disk || disk.device !== 'disk') return block;
+    const target = spec.disks[disk.target];
+    if (!target) return '';
+    return block
+      .replace(/<backingStore\b[^>]*\/>|<backingStore\b[\s\S]*<\/backingStore>/g, '')
+      .replace(/<driver\b([^>]*?)\btype=(['"])[^'"]*\2/, `<driver$1type='${xmlEscape(target.format)}'`)
+      .replace(/<source\b[^>]*?(\/?)>/, (_m: string, close: string) => `<source file='${xmlEscape(target.path)}'${close}>`)
+      .replace(/<disk\b([^>]*?)\btype=(['"])[^'"]*\2/, `<disk$1type='file'`);
+  });
+  const after = parseDomainXml(out);
+  const kept = after.disks.filter((d) => d.device === 'disk');
+  if (after.name !== spec.name || after.uuid?.toLowerCase() !== spec.uuid.toLowerCase() || kept.length !== Object.keys(spec.disks).length || kept.some((d) => spec.disks[d.target]?.path !== d.sourcePath)) {
+    throw new HypervisorError(`could not rewrite the definition of ${before.name} for ${spec.name}`);
+  }
+  return out;
+}

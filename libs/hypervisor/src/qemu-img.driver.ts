@@ -30,6 +30,8 @@ export interface ImageInfo {
   encrypted: boolean;
   /** qcow2 only: `zlib` or `zstd`. */
   compressionType: string | null;
+  /** qcow2 only: the format version, `0.10` (v2) or `1.1` (v3); a v2 image cannot take zstd. */
+  compat?: string | null;
   /** qcow2 only: the image is marked corrupt. */
   corrupt: boolean | null;
   /** qcow2 persistent dirty bitmaps; empty for other formats. */
@@ -96,6 +98,8 @@ export type ConvertOptions = CallOptions & {
   /** `-c`: compressed clusters (qcow2). */
   compress?: boolean;
   compressionType?: 'zlib' | 'zstd';
+  /** qcow2 output: `compat=0.10` or `1.1` (default: qemu-img's, 1.1). */
+  compat?: '0.10' | '1.1';
   /** `-m`: parallel coroutines (1..16). */
   coroutines?: number;
   /** `-W`: allow out-of-order writes (faster, target unusable until done). */
@@ -218,6 +222,7 @@ export function parseImageInfo(json: unknown): ImageInfo {
     dirty: o['dirty-flag'] === true,
     encrypted: o.encrypted === true,
     compressionType: specific.type === 'qcow2' ? str(data['compression-type']) : null,
+    compat: specific.type === 'qcow2' ? str(data.compat) : null,
     corrupt: specific.type === 'qcow2' && typeof data.corrupt === 'boolean' ? data.corrupt : null,
     bitmaps: rawBitmaps.map((b) => {
       const flags = Array.isArray(b.flags) ? b.flags.filter((f): f is string => typeof f === 'string') : [];
@@ -327,6 +332,7 @@ export class QemuImgDriver {
     if (options.compress) args.push('-c');
     const o: string[] = [];
     if (options.compressionType) o.push(`compression_type=${options.compressionType}`);
+    if (options.compat) o.push(`compat=${options.compat}`);
     if (options.clusterSizeBytes !== undefined) o.push(`cluster_size=${positiveInt('clusterSizeBytes', options.clusterSizeBytes)}`);
     if (o.length) args.push('-o', o.join(','));
     if (options.coroutines !== undefined) {

@@ -20,6 +20,7 @@ import {
   parseDomainXml,
 } from './libvirt-xml';
 import { ProcessRunner, RunOptions, RunResult, withTempFile, withTempFiles } from './process-runner';
+import { xmlEscape } from './xml';
 
 /** Typed `virsh` for the host agent: one process per call, argument arrays, output parsed here. */
 
@@ -119,6 +120,11 @@ export interface DomainJobInfo {
 export interface WaitForJobOptions {
   /** Default 250 ms. */
   pollIntervalMs?: number;
+  /**
+   * Grow the interval by half after each poll up to this: short jobs are seen to end soon, long ones
+   * cost few processes. Default: no growth.
+   */
+  maxPollIntervalMs?: number;
   /** Give up waiting (the job goes on) after this long; default: wait forever. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -362,6 +368,15 @@ export class VirshDriver {
     return name;
   }
 
+  /**
+   * Attaches a file-backed disk: to the persistent definition, and to the running domain too when it runs.
+   * `target` is the guest device (`vdb`).
+   */
+  async attachDisk(domain: string, disk: { path: string; target: string; format: string; bus?: string }, options: { live: boolean }): Promise<void> {
+    const xml = `<disk type='file' device='disk'><driver name='qemu' type='${xmlEscape(disk.format)}'/><source file='${xmlEscape(disk.path)}'/><target dev='${xmlEscape(disk.target)}' bus='${xmlEscape(disk.bus ?? 'virtio')}'/></disk>`;
+    await withTempFile(xml, (file) => this.exec(['attach-device', '--domain', domain, '--file', file, '--config', ...(options.live ? ['--live'] : [])], { domain }), { name: 'disk.xml' });
+  }
+
   async undefine(
     domain: string,
     options: { checkpointsMetadata?: boolean; snapshotsMetadata?: boolean; managedSave?: boolean; nvram?: boolean } = {},
@@ -398,10 +413,15 @@ export class VirshDriver {
 
   // ---- checkpoints --------------------------------------------------------------------------------
 
+  /** Names of a domain's checkpoints, parents before children: one virsh call, where checkpointList takes two. */
+  async checkpointNames(domain: string): Promise<string[]> {
+    const names = await this.exec(['checkpoint-list', '--domain', domain, '--name', '--topological'], { domain });
+    return lines(names.stdout).map((l) => l.trim()).filter((l) => l !== '');
+  }
+
   /** Checkpoints of a domain, parents before children. */
   async checkpointList(domain: string): Promise<CheckpointSummary[]> {
-    const names = await this.exec(['checkpoint-list', '--domain', domain, '--name', '--topological'], { domain });
-    const known = lines(names.stdout).map((l) => l.trim()).filter((l) => l !== '');
+    const known = await this.checkpointNames(domain);
     if (known.length === 0) return [];
     const table = await this.exec(['checkpoint-list', '--domain', domain, '--parent'], { domain });
     const rows = new Map<string, { parent: string | null; creationTime: Date | null }>();
@@ -510,7 +530,8 @@ export class VirshDriver {
    * Returns a `none` info when the job ended and libvirt kept no statistics (someone else read them).
    */
   async waitForJob(domain: string, options: WaitForJobOptions = {}): Promise<DomainJobInfo> {
-    const interval = options.pollIntervalMs ?? 250;
+    let interval = options.pollIntervalMs ?? 250;
+    const maxInterval = Math.max(interval, options.maxPollIntervalMs ?? interval);
     const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
     for (;;) {
       if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new HypervisorError('waitForJob aborted');
@@ -525,7 +546,8 @@ export class VirshDriver {
         return done;
       }
       if (Date.now() >= deadline) throw new DomainJobTimeoutError(domain, options.timeoutMs ?? 0);
-      await new Promise((resolve) => setTimeout(resolve, interval));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, deadline - Date.now()))));
+      interval = Math.min(maxInterval, Math.ceil(interval * 1.5));
     }
   }
 

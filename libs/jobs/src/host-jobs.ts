@@ -1,3 +1,6 @@
+import type { CompressionReport } from './compression-jobs';
+import type { RemovalReport, RemoveBackupJob } from './removal-jobs';
+
 /**
  * Contracts between the management plane and the host agents (BullMQ). Each host has its own queue of
  * work (`host.<hostId>`); agents report back on one durable queue (`agent-reports`) that the management
@@ -45,6 +48,8 @@ export interface BackupJobData {
   repository: RepositoryAccess;
   volumes: BackupVolumeSpec[];
   timeoutSeconds: number;
+  /** Speed limit of the whole backup, shared by its disks; 0 or absent = unlimited (nas.backup.bandwidth.limit.mbps). */
+  bandwidthBytesPerSec?: number;
   quiesce: boolean;
 }
 
@@ -53,7 +58,63 @@ export interface BackupJob {
   data: BackupJobData;
 }
 
-export type HostJob = BackupJob;
+export interface RestoreVolumeSpec {
+  /** The backed-up volume. */
+  volumeId: string;
+  /** Its target device in the backup (`vda`); a `volume` restore attaches at the next free one instead. */
+  target: string;
+  format: string;
+  virtualSizeBytes: number;
+  /** The backup's file of this volume, relative to the repository root (the top of its chain). */
+  backupFile: string;
+  /** Where the restored disk goes on the host (the VM's own disk for `vm`, a new file otherwise). */
+  destinationPath: string;
+}
+
+export interface RestoreJobData {
+  restoreId: string;
+  /** The backup's VM. */
+  vmId: string;
+  backupId: string;
+  kind: 'vm' | 'volume' | 'newVm';
+  quick: boolean;
+  /** The domain that gets the disks: the VM's own, the chosen VM's, or the new domain's name. */
+  domainName: string;
+  targetVmId: string;
+  /** The backup's manifest, relative to the repository root (its domain XML defines a `newVm`). */
+  manifestFile: string;
+  repository: RepositoryAccess;
+  volumes: RestoreVolumeSpec[];
+  /** Id of the quick restore's consolidation async job (null for a plain restore). */
+  consolidationJobId: string | null;
+  /** 0 = unlimited (nas.backup.bandwidth.limit.mbps). */
+  bandwidthBytesPerSec: number;
+  timeoutSeconds: number;
+}
+
+export interface RestoreJob {
+  name: 'restore';
+  data: RestoreJobData;
+}
+
+/** Pulls a quick-restored VM's disks off the repository (`virsh blockpull`, or `qemu-img rebase` when it is off). */
+export interface ConsolidationJobData {
+  restoreId: string;
+  vmId: string;
+  targetVmId: string;
+  domainName: string;
+  disks: { volumeId: string; target: string; path: string }[];
+  bandwidthBytesPerSec: number;
+}
+
+export interface ConsolidationJob {
+  name: 'consolidate';
+  data: ConsolidationJobData;
+}
+
+export const consolidationJobId = (restoreId: string) => `consolidate-${restoreId}`;
+
+export type HostJob = BackupJob | RestoreJob | ConsolidationJob | RemoveBackupJob;
 
 export interface DomainDisk {
   target: string;
@@ -70,6 +131,8 @@ export interface ReportedDomain {
 }
 
 export type AgentReport =
+  | CompressionReport
+  | RemovalReport
   | {
       type: 'HostHeartbeat';
       hostName: string;
@@ -95,6 +158,12 @@ export type AgentReport =
       checkpointXml: string;
       at: string;
     }
+  | { type: 'RestoreProgressed'; vmId: string; restoreId: string; bytesDone: number; bytesTotal: number; at: string }
+  | { type: 'RestoreSucceeded'; vmId: string; restoreId: string; disks: { volumeId: string; target: string; path: string }[]; at: string }
+  | { type: 'RestoreFailed'; vmId: string; restoreId: string; reason: string; cleanedUp: string[]; at: string }
+  | { type: 'ConsolidationProgressed'; vmId: string; restoreId: string; bytesDone: number; bytesTotal: number; at: string }
+  | { type: 'ConsolidationSucceeded'; vmId: string; restoreId: string; at: string }
+  | { type: 'ConsolidationFailed'; vmId: string; restoreId: string; reason: string; at: string }
   | {
       type: 'BackupFailed';
       vmId: string;

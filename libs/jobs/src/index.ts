@@ -1,2 +1,4 @@
 export * from './management-jobs';
 export * from './host-jobs';
+export * from './compression-jobs';
+export * from './removal-jobs';

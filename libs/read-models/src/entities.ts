@@ -1,4 +1,6 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { BackupCompressionJobView } from './compression-jobs.entity';
+import { BackupScheduleView } from './backup-schedules.entity';
 
 /*
  * Read models: rebuilt from the events at any time (`strata projector --rebuild`). Rows of deleted things
@@ -174,6 +176,29 @@ export class BackupView {
   @Column('timestamptz', { nullable: true }) completed!: Date | null;
 }
 
+@Entity('restores')
+export class RestoreView {
+  @PrimaryColumn('uuid') id!: string;
+  /** `vm`, `volume` or `newVm`. */
+  @Column('text') kind!: string;
+  @Column('uuid', { name: 'backup_id' }) backupId!: string;
+  @Column('uuid', { name: 'vm_id' }) vmId!: string;
+  @Column('uuid', { name: 'target_vm_id' }) targetVmId!: string;
+  @Column('uuid', { name: 'host_id' }) hostId!: string;
+  @Column('boolean') quick!: boolean;
+  /** Restoring, Restored, Consolidating, Consolidated, ConsolidationFailed or Failed. */
+  @Column('text') status!: string;
+  @Column('uuid', { name: 'job_id' }) jobId!: string;
+  @Column('uuid', { name: 'consolidation_job_id', nullable: true }) consolidationJobId!: string | null;
+  @Column('text', { name: 'domain_name' }) domainName!: string;
+  @Column('jsonb') disks!: { volumeId: string; target: string; path: string }[];
+  @Column('jsonb', { name: 'reads_backup_ids' }) readsBackupIds!: string[];
+  @Column('text', { nullable: true }) failure!: string | null;
+  @Column('timestamptz') created!: Date;
+  @Column('timestamptz', { nullable: true }) completed!: Date | null;
+  @Column('timestamptz', { nullable: true }) consolidated!: Date | null;
+}
+
 export const READ_MODEL_ENTITIES: (new () => object)[] = [
   ZoneView,
   BackupRepositoryView,
@@ -186,6 +211,9 @@ export const READ_MODEL_ENTITIES: (new () => object)[] = [
   HostView,
   VirtualMachineView,
   BackupView,
+  RestoreView,
+  BackupCompressionJobView,
+  BackupScheduleView,
 ];
 
 /** Tables a rebuild empties (everything the projector writes, checkpoint included). */
@@ -200,4 +228,7 @@ export const READ_MODEL_TABLES = [
   'hosts',
   'virtual_machines',
   'backups',
+  'restores',
+  'backup_compression_jobs',
+  'backup_schedules',
 ];

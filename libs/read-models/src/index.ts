@@ -1,4 +1,6 @@
 export * from './entities';
+export * from './compression-jobs.entity';
+export * from './backup-schedules.entity';
 export * from './data-source';
 export * from './projections';
 export * from './projector';

@@ -156,6 +156,11 @@ export class ExpectedImage implements WriteRecorder {
     return [...this.snapshots.keys()];
   }
 
+  /** The disk was restored to `label`: from now on the expected content is that snapshot's (plus later writes). */
+  async resetTo(label: string): Promise<void> {
+    await run('cp', ['--sparse=always', this.snapshotPath(label), this.path]);
+  }
+
   /** Does `imagePath` (qcow2 by default, backing chain followed) hold the content of `label` (default: now)? */
   compareWith(imagePath: string, label?: string, opts: CompareOptions = {}): Promise<CompareResult> {
     return compareImages(this.snapshotPath(label), imagePath, opts);
@@ -195,6 +200,11 @@ export class ExpectedDisks implements WriteRecorder {
 
   recordWrite(target: string, w: GuestWrite): Promise<void> {
     return this.get(target).recordWrite(target, w);
+  }
+
+  /** Every disk was restored to `label`. */
+  async resetTo(label: string): Promise<void> {
+    for (const img of this.images.values()) await img.resetTo(label);
   }
 
   /** Snapshot every disk under the same label. */

@@ -26,6 +26,8 @@ export interface TestDiskSpec {
   target?: string;
   /** Default: from the target prefix (vd: virtio, sd: scsi, hd: ide). */
   bus?: DiskBus;
+  /** Image format; default qcow2. A raw disk cannot hold dirty bitmaps. */
+  format?: 'qcow2' | 'raw';
 }
 
 /** The process that owns a domain; a domain whose owner is gone is stale. */
@@ -47,9 +49,9 @@ export interface TestDisk {
   target: string;
   alias: string;
   bus: DiskBus;
-  /** The qcow2 file the domain was created with. */
+  /** The image file the domain was created with. */
   path: string;
-  format: 'qcow2';
+  format: 'qcow2' | 'raw';
   sizeBytes: number;
 }
 
@@ -175,6 +177,7 @@ export function buildTestDomainXml(spec: DomainXmlSpec): string {
   <memory unit='MiB'>128</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64'>hvm</type></os>
+  <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
   <on_crash>destroy</on_crash>
@@ -321,15 +324,15 @@ export async function createTestDomain(opts: CreateTestDomainOptions): Promise<T
       target,
       alias: `ua-disk${i}`,
       bus: spec.bus ?? busFor(target),
-      path: join(dir, `disk${i}-${target}.qcow2`),
-      format: 'qcow2',
+      path: join(dir, `disk${i}-${target}.${spec.format === 'raw' ? 'img' : 'qcow2'}`),
+      format: spec.format ?? 'qcow2',
       sizeBytes: spec.sizeMiB * 1024 * 1024,
     };
   });
   const domain = new LibvirtTestDomain(name, uuid, dir, defaultDomainType(), disks);
   trackedDomains.add(domain);
   try {
-    for (const d of disks) await run('qemu-img', ['create', '-q', '-f', 'qcow2', d.path, String(d.sizeBytes)]);
+    for (const d of disks) await run('qemu-img', ['create', '-q', '-f', d.format, d.path, String(d.sizeBytes)]);
     const xmlPath = join(dir, 'domain.xml');
     const xml = buildTestDomainXml({ name, uuid, domainType: domain.domainType, dir, owner: opts.owner ?? currentOwner(), disks });
     await writeFile(xmlPath, xml);

@@ -127,6 +127,8 @@ export function backupCommands(s: ApiServices): CommandDefinition[] {
         if (params.name) qb.andWhere('b.name = :name', { name: params.name });
         if (params.backupofferingid) qb.andWhere('b.offering_id = :offeringId', { offeringId: params.backupofferingid });
         if (params.status) qb.andWhere('b.status = :status', { status: params.status });
+        // Expunged backups (deleted, files gone) are listed only when asked for by status or id.
+        else if (!params.id) qb.andWhere(`b.status <> 'Expunged'`);
         if (params.type) qb.andWhere('b.type = :type', { type: params.type });
         if (params.zoneid) qb.andWhere('b.vm_id IN (SELECT id FROM virtual_machines WHERE zone_id = :zoneId)', { zoneId: params.zoneid });
         const { items, count } = await page(qb, params);

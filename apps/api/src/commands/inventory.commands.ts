@@ -1,4 +1,4 @@
-import { asyncJobDecider, notFound, Streams, vmDecider } from '@strata/domain';
+import { asyncJobDecider, backupDeletionDecider, notFound, Streams, vmDecider } from '@strata/domain';
 import { formatCloudStackDate } from '@strata/application';
 import { BackupOfferingView, HostView, VirtualMachineView, ZoneView } from '@strata/read-models';
 import { CommandContext, CommandDefinition } from '../http/command-definition';
@@ -127,22 +127,26 @@ export function inventoryCommands(s: ApiServices): CommandDefinition[] {
     },
     {
       name: 'removeVirtualMachineFromBackupOffering',
-      description: 'Stops backing up a virtual machine; its backups are kept.',
+      description: 'Stops backing up a virtual machine; its backups are kept, or with forced deleted (merged and removed safely, as deleteBackup does).',
       isAsync: true,
       adminOnly: false,
       responseObject: 'success',
       params: [
         { name: 'virtualmachineid', type: 'uuid', required: true, description: 'the virtual machine' },
-        { name: 'forced', type: 'boolean', default: false, description: 'also delete its backups (not available yet)' },
+        { name: 'forced', type: 'boolean', default: false, description: 'also delete its backups' },
       ],
       async handle(params, ctx) {
         const vmId = params.virtualmachineid as string;
-        if (params.forced) throw notFound('forced removal (deleting the backups too) is not available yet', 'forced');
         const { state } = await s.handler.load(Streams.vm(vmId), vmDecider);
         vmDecider.decide({ type: 'RemoveFromOffering', data: { vmId, at: ctx.now } }, state);
         return immediateJob(ctx, 'removeVirtualMachineFromBackupOffering', vmId, async () => {
           const r = await s.handler.handle(Streams.vm(vmId), vmDecider, { type: 'RemoveFromOffering', data: { vmId, at: ctx.now } }, { metadata: { userId: ctx.user.id } });
           await projected(s, r);
+          if (params.forced) {
+            // Every backup is deleted the safe way (one removal at a time, merges where others depend on one).
+            const d = await s.handler.handle(Streams.vmBackups(vmId), backupDeletionDecider, { type: 'DeleteAllBackups', data: { jobId: s.newId(), forced: true, reason: `virtual machine removed from its backup offering by ${ctx.user.name} (forced)`, at: ctx.now } }, { metadata: { userId: ctx.user.id } });
+            await projected(s, d);
+          }
         });
       },
     },

@@ -98,7 +98,17 @@ export function repositoryCommands(s: ApiServices): CommandDefinition[] {
         if (params.zoneid) qb.andWhere('r.zone_id = :zoneId', { zoneId: params.zoneid });
         const { items, count } = await page(qb, params);
         const names = await zoneNames([...new Set(items.map((r) => r.zoneId))]);
-        return { kind: 'list', name: 'backuprepository', items: items.map((r) => repositoryResponse(r, names.get(r.zoneId) ?? null)), count };
+        // What the backups on it take (sizes after merges and compression), from the backups read model.
+        const usage: { repository_id: string; used: string; n: string }[] = items.length
+          ? await s.db.query(`SELECT repository_id, COALESCE(SUM(size), 0) AS used, COUNT(*) AS n FROM backups WHERE repository_id = ANY($1) AND status NOT IN ('Expunged', 'Failed') GROUP BY repository_id`, [items.map((r) => r.id)])
+          : [];
+        const usageOf = (id: string) => usage.find((u) => u.repository_id === id);
+        return {
+          kind: 'list',
+          name: 'backuprepository',
+          items: items.map((r) => ({ ...repositoryResponse(r, names.get(r.zoneId) ?? null), usedbytes: Number(usageOf(r.id)?.used ?? 0), backupcount: Number(usageOf(r.id)?.n ?? 0) })),
+          count,
+        };
       },
     },
     {

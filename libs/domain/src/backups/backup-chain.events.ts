@@ -1,4 +1,5 @@
 import { DomainEvent } from '../decider';
+import { RestoreEvent } from './restore.events';
 
 export type BackupType = 'FULL' | 'INCREMENTAL';
 export type IntervalType = 'MANUAL' | 'HOURLY' | 'DAILY' | 'WEEKLY' | 'MONTHLY';
@@ -71,4 +72,4 @@ export type BackupFailed = DomainEvent<'BackupFailed', { backupId: string; reaso
 
 export type ChainEnded = DomainEvent<'ChainEnded', { vmId: string; chainId: string; reason: string; endedAt: string }>;
 
-export type BackupChainEvent = BackupRequested | BackupStarted | BackupCompleted | BackupFailed | ChainEnded;
+export type BackupChainEvent = BackupRequested | BackupStarted | BackupCompleted | BackupFailed | ChainEnded | RestoreEvent;

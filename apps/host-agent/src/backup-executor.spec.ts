@@ -1,0 +1,101 @@
+import { createLogger } from '@strata/config';
+import { BlockJobInfo, VirshDriver } from '@strata/hypervisor';
+import { backupXml, bitmapTargets, checkpointXml } from './backup-executor';
+import { BackupThrottle, bandwidthShare } from './backup-throttle';
+
+describe('checkpoint of a backup', () => {
+  const qcow2 = (target: string) => ({ target, format: 'qcow2' });
+
+  it('puts a bitmap on every backed-up disk of an all-qcow2 VM, none on a disk left out', () => {
+    const targets = bitmapTargets([{ target: 'vda' }, { target: 'vdb' }], [qcow2('vda'), qcow2('vdb'), qcow2('vdc')]);
+    expect(targets).toEqual(['vda', 'vdb']);
+    expect(checkpointXml('strata-1', targets, ['vda', 'vdb', 'vdc'])).toBe(
+      "<domaincheckpoint><name>strata-1</name><disks><disk name='vda' checkpoint='bitmap'/><disk name='vdb' checkpoint='bitmap'/><disk name='vdc' checkpoint='no'/></disks></domaincheckpoint>",
+    );
+  });
+
+  it('puts no bitmap anywhere when a backed-up disk is raw (the VM is full-backup-only)', () => {
+    const targets = bitmapTargets([{ target: 'vda' }, { target: 'vdb' }], [qcow2('vda'), { target: 'vdb', format: 'raw' }]);
+    expect(targets).toEqual([]);
+    expect(checkpointXml('strata-2', targets, ['vda', 'vdb'])).toBe(
+      "<domaincheckpoint><name>strata-2</name><disks><disk name='vda' checkpoint='no'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>",
+    );
+  });
+
+  it('treats a disk whose format libvirt does not name as unable to hold a bitmap', () => {
+    expect(bitmapTargets([{ target: 'vda' }], [{ target: 'vda', format: null }])).toEqual([]);
+  });
+
+  it('still writes every backed-up disk, raw ones included, into a qcow2 target', () => {
+    expect(backupXml([{ target: 'vdb', file: '/r/x/vdb.qcow2' }], ['vda', 'vdb'], null)).toBe(
+      "<domainbackup mode='push'><disks><disk name='vdb' type='file'><target file='/r/x/vdb.qcow2'/><driver type='qcow2'/></disk><disk name='vda' backup='no'/></disks></domainbackup>",
+    );
+  });
+});
+
+describe('BackupThrottle', () => {
+  const logger = createLogger('test', 'error');
+
+  function fakeVirsh(jobs: Record<string, BlockJobInfo | null>) {
+    const speeds: [string, number][] = [];
+    const virsh = {
+      async blockJobSetBandwidth(_domain: string, disk: string, bytesPerSec: number) {
+        if (!jobs[disk]) throw new Error(`disk ${disk} does not have an active block job`);
+        speeds.push([disk, bytesPerSec]);
+      },
+      async blockJobInfo(_domain: string, disk: string) {
+        return jobs[disk] ?? null;
+      },
+    } as unknown as VirshDriver;
+    return { virsh, speeds };
+  }
+  const job = (cur: number, end: number): BlockJobInfo => ({ type: 'backup', cur, end, bandwidth: 0 });
+
+  it('shares the limit among the disks, at least one byte per second each', () => {
+    expect(bandwidthShare(1_000_000, 2)).toBe(500_000);
+    expect(bandwidthShare(1_000_001, 3)).toBe(333_333);
+    expect(bandwidthShare(1, 4)).toBe(1);
+    expect(bandwidthShare(10, 0)).toBe(10);
+  });
+
+  it('limits every running disk job right away; a job already finished gets nothing and leaves its part to the others', async () => {
+    const { virsh, speeds } = fakeVirsh({ vda: job(0, 100), vdb: null });
+    await new BackupThrottle(virsh, 'dom', ['vda', 'vdb'], 1000, logger).start();
+    expect(speeds).toEqual([
+      ['vda', 500],
+      ['vda', 1000],
+    ]);
+  });
+
+  it('gives a finished disk part to the disks still running, at most once a second', async () => {
+    const jobs: Record<string, BlockJobInfo | null> = { vda: job(0, 100), vdb: job(0, 100), vdc: job(0, 100) };
+    const { virsh, speeds } = fakeVirsh(jobs);
+    const throttle = new BackupThrottle(virsh, 'dom', ['vda', 'vdb', 'vdc'], 900, logger);
+    await throttle.start();
+    expect(speeds.splice(0)).toEqual([
+      ['vda', 300],
+      ['vdb', 300],
+      ['vdc', 300],
+    ]);
+    jobs.vdb = job(100, 100); // done, not dismissed yet
+    jobs.vdc = null; // done and gone
+    throttle.tick(); // within the second: nothing
+    await throttle.stop();
+    expect(speeds).toEqual([]);
+
+    const later = new BackupThrottle(virsh, 'dom', ['vda', 'vdb'], 900, logger);
+    jobs.vdb = job(0, 100);
+    await later.start();
+    speeds.splice(0);
+    jobs.vdb = job(100, 100);
+    const now = Date.now();
+    const spy = jest.spyOn(Date, 'now').mockReturnValue(now + 1500);
+    try {
+      later.tick();
+      await later.stop();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(speeds).toEqual([['vda', 900]]);
+  });
+});

@@ -1,0 +1,210 @@
+import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Logger } from '@strata/config';
+import { cloneDomainXml, ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { AgentReport, RestoreJobData } from '@strata/jobs';
+import { repositoryRoot } from './backup-executor';
+
+/** The next free virtio target (`vdb`, `vdc`, ...) of a domain. */
+export function nextFreeTarget(used: readonly string[]): string {
+  const taken = new Set(used);
+  for (let i = 0; i < 26 * 27; i++) {
+    const name = i < 26 ? `vd${String.fromCharCode(97 + i)}` : `vd${String.fromCharCode(96 + Math.floor(i / 26))}${String.fromCharCode(97 + (i % 26))}`;
+    if (!taken.has(name)) return name;
+  }
+  throw new Error('the domain has no free virtio target left');
+}
+
+const tmpPathOf = (job: RestoreJobData, dest: string) => `${dest}.strata-restore-${job.restoreId}`;
+
+async function allocatedBytes(path: string): Promise<number> {
+  try {
+    return (await stat(path)).blocks * 512;
+  } catch {
+    return 0;
+  }
+}
+
+interface Restored {
+  volumeId: string;
+  target: string;
+  path: string;
+}
+
+/**
+ * One restore on this host. Plain: each volume's chain is flattened (`qemu-img convert`) into a side file
+ * next to its destination, and only when every volume is done are they renamed into place, so a failure
+ * leaves the destination as it was. Quick: each destination becomes a new qcow2 whose backing file is the
+ * backup in the repository, the VM starts at once, and a consolidation job pulls the data in later.
+ * A retried job (the agent died) looks at what libvirt already has (a running quick-restored VM, an
+ * attached disk, a defined clone) and finishes from there.
+ */
+export class RestoreExecutor {
+  constructor(
+    private readonly virsh: VirshDriver,
+    private readonly qemuImg: QemuImgDriver,
+    private readonly report: (r: AgentReport) => Promise<void>,
+    /** Sends the host's domains at once, so a new VM or disk is listed when the restore is reported done. */
+    private readonly reportDomains: () => Promise<void>,
+    private readonly logger: Logger,
+  ) {}
+
+  async run(job: RestoreJobData): Promise<void> {
+    const at = () => new Date().toISOString();
+    const cleanedUp: string[] = [];
+    const created: string[] = [];
+    try {
+      const root = repositoryRoot(job);
+      for (const v of job.volumes) {
+        const file = join(root, v.backupFile);
+        if (!(await stat(file).catch(() => null))) throw new Error(`the backup's file ${v.backupFile} is missing from the repository`);
+      }
+      const disks = await this.restore(job, root, created);
+      await this.reportDomains().catch((error: Error) => this.logger.warn(`restore ${job.restoreId}: domain report failed: ${error.message}`));
+      await this.report({ type: 'RestoreSucceeded', vmId: job.vmId, restoreId: job.restoreId, disks, at: at() });
+      this.logger.log(`restore ${job.restoreId} (${job.kind}${job.quick ? ', quick' : ''}) of backup ${job.backupId} into ${job.domainName} done`);
+    } catch (error) {
+      const reason = (error as Error).message;
+      this.logger.error(`restore ${job.restoreId} of backup ${job.backupId} into ${job.domainName} failed: ${reason}`);
+      for (const v of job.volumes) {
+        const tmp = tmpPathOf(job, v.destinationPath);
+        if (await stat(tmp).catch(() => null)) {
+          await rm(tmp, { force: true });
+          cleanedUp.push(`removed ${tmp}`);
+        }
+      }
+      for (const path of created) {
+        await rm(path, { force: true });
+        cleanedUp.push(`removed ${path}`);
+      }
+      await this.report({ type: 'RestoreFailed', vmId: job.vmId, restoreId: job.restoreId, reason, cleanedUp, at: at() });
+    }
+  }
+
+  private async restore(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
+    switch (job.kind) {
+      case 'vm':
+        return this.restoreVm(job, root);
+      case 'volume':
+        return this.restoreVolume(job, root, created);
+      case 'newVm':
+        return this.createVm(job, root, created);
+    }
+  }
+
+  private async restoreVm(job: RestoreJobData, root: string): Promise<Restored[]> {
+    const domain = job.domainName;
+    const disks = job.volumes.map((v) => ({ volumeId: v.volumeId, target: v.target, path: v.destinationPath }));
+    const state = (await this.virsh.domainState(domain)).state;
+    if (state !== 'shutoff') {
+      if (job.quick && (await this.runsFromBackup(job, root))) return disks; // an earlier attempt got this far
+      throw new Error(`virtual machine ${domain} is ${state}; it must be stopped to be restored`);
+    }
+    await this.materialize(job, root);
+    for (const v of job.volumes) await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
+    // The disks are new images without the VM's bitmaps: libvirt's checkpoints describe nothing any more.
+    const checkpoints = (await this.virsh.checkpointList(domain)).filter((c) => c.name.startsWith('strata-')).reverse();
+    for (const c of checkpoints) await this.virsh.checkpointDelete(domain, c.name, { metadataOnly: true });
+    if (checkpoints.length) this.logger.log(`restore ${job.restoreId}: forgot checkpoints [${checkpoints.map((c) => c.name).join(', ')}] of ${domain}`);
+    if (job.quick) await this.virsh.start(domain);
+    return disks;
+  }
+
+  private async restoreVolume(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
+    const domain = job.domainName;
+    const v = job.volumes[0];
+    const current = await this.virsh.domainDisks(domain, { inactive: true });
+    const attached = current.find((d) => d.sourcePath === v.destinationPath);
+    if (attached) return [{ volumeId: v.volumeId, target: attached.target, path: v.destinationPath }];
+    await this.materialize(job, root);
+    await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
+    created.push(v.destinationPath);
+    const target = nextFreeTarget(current.map((d) => d.target));
+    const running = (await this.virsh.domainState(domain)).state !== 'shutoff';
+    await this.virsh.attachDisk(domain, { path: v.destinationPath, target, format: job.quick ? 'qcow2' : v.format }, { live: running });
+    created.length = 0; // attached: from here on it is the VM's disk
+    return [{ volumeId: v.volumeId, target, path: v.destinationPath }];
+  }
+
+  private async createVm(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
+    const disks = job.volumes.map((v) => ({ volumeId: v.volumeId, target: v.target, path: v.destinationPath }));
+    const exists = (await this.virsh.listDomains()).find((d) => d.uuid === job.targetVmId.toLowerCase());
+    if (!exists) {
+      let manifest: { domainXml?: string };
+      try {
+        manifest = JSON.parse(await readFile(join(root, job.manifestFile), 'utf8')) as { domainXml?: string };
+      } catch (error) {
+        throw new Error(`the backup's manifest ${job.manifestFile} cannot be read: ${(error as Error).message}`);
+      }
+      if (!manifest.domainXml) throw new Error(`the backup's manifest ${job.manifestFile} holds no VM definition`);
+      const xml = cloneDomainXml(manifest.domainXml, {
+        name: job.domainName,
+        uuid: job.targetVmId,
+        disks: Object.fromEntries(job.volumes.map((v) => [v.target, { path: v.destinationPath, format: job.quick ? 'qcow2' : v.format }])),
+      });
+      await this.materialize(job, root);
+      for (const v of job.volumes) {
+        await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
+        created.push(v.destinationPath);
+      }
+      await this.virsh.define(xml);
+      created.length = 0;
+    }
+    if (job.quick && (await this.virsh.domainState(job.domainName)).state === 'shutoff') await this.virsh.start(job.domainName);
+    return disks;
+  }
+
+  /** Whether the domain's disks are already the quick restore's images (backed by this backup's files). */
+  private async runsFromBackup(job: RestoreJobData, root: string): Promise<boolean> {
+    for (const v of job.volumes) {
+      const info = (await this.qemuImg.info(v.destinationPath, { forceShare: true }).catch(() => null)) as ImageInfo | null;
+      if (!info || info.backingFilename !== join(root, v.backupFile)) return false;
+    }
+    return true;
+  }
+
+  /** Writes every volume's side file: a flattened copy, or (quick) an empty qcow2 over the backup's file. */
+  private async materialize(job: RestoreJobData, root: string): Promise<void> {
+    const deadline = Date.now() + job.timeoutSeconds * 1000;
+    let total = 0;
+    for (const v of job.volumes) total += job.quick ? 0 : await this.chainDataBytes(join(root, v.backupFile));
+    let done = 0;
+    for (const v of job.volumes) {
+      const source = join(root, v.backupFile);
+      const tmp = tmpPathOf(job, v.destinationPath);
+      await rm(tmp, { force: true });
+      if (job.quick) {
+        await this.qemuImg.create(tmp, { format: 'qcow2', backingFile: source, backingFormat: 'qcow2' });
+        continue;
+      }
+      const remainingMs = deadline - Date.now();
+      if (remainingMs <= 0) throw new Error(`the restore exceeded knib.timeout (${job.timeoutSeconds} s)`);
+      const progress = setInterval(() => {
+        void allocatedBytes(tmp).then((bytes) =>
+          this.report({ type: 'RestoreProgressed', vmId: job.vmId, restoreId: job.restoreId, bytesDone: Math.min(done + bytes, total), bytesTotal: total, at: new Date().toISOString() }).catch(() => undefined),
+        );
+      }, 1000);
+      try {
+        await this.qemuImg.convert(source, tmp, {
+          sourceFormat: 'qcow2',
+          outputFormat: v.format === 'raw' ? 'raw' : 'qcow2',
+          ...(job.bandwidthBytesPerSec > 0 && { rateLimitBytesPerSec: job.bandwidthBytesPerSec }),
+          timeoutMs: remainingMs,
+        });
+      } catch (error) {
+        if (Date.now() >= deadline) throw new Error(`the restore exceeded knib.timeout (${job.timeoutSeconds} s) and was stopped`);
+        throw error;
+      } finally {
+        clearInterval(progress);
+      }
+      done += await allocatedBytes(tmp);
+    }
+    if (!job.quick) await this.report({ type: 'RestoreProgressed', vmId: job.vmId, restoreId: job.restoreId, bytesDone: total, bytesTotal: total, at: new Date().toISOString() }).catch(() => undefined);
+  }
+
+  /** Bytes the chain holds (what a flattening copy has to write, roughly). */
+  private async chainDataBytes(file: string): Promise<number> {
+    const chain = (await this.qemuImg.info(file, { backingChain: true })) as ImageInfo[];
+    return chain.reduce((n, i) => n + (i.actualSizeBytes ?? 0), 0);
+  }
+}

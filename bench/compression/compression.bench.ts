@@ -1,0 +1,207 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { run } from '../../test/support/libvirt/exec';
+import {
+  assignToOffering,
+  cleanUp,
+  dataDomain,
+  GiB,
+  log,
+  makeDataFile,
+  MiB,
+  okFor,
+  onCleanup,
+  Plane,
+  requireCompiledCli,
+  secondsSince,
+  setBenchName,
+  startPlane,
+  strataBackup,
+  until,
+} from '../support/bench-kit';
+
+/*
+ * bench/compression: prints figures, asserts nothing; exits non-zero only when something breaks.
+ *
+ * A 4 GiB disk holding 2 GiB of data (1 GiB from a seeded PRNG, 1 GiB of repetitive text) is backed up full
+ * on an offering with compress=true while backup.compression.task.enabled is false. Per round, in the same
+ * run: the backup file is read once (warm page cache for everyone) and copied; a bare `qemu-img convert -c
+ * -O qcow2 -o compression_type=zstd` of the copy; strata's Starting job on the backup (task enabled again);
+ * the bare command again. Round 1 uses the default backup.compression.coroutines (1), round 2 coroutines 8
+ * (qemu-img's own default), on a new full backup. strata's seconds are what the agent measured from the
+ * attempt's start to its report (free-space check, convert, qemu-img check, fsync, rename); the
+ * API-observed seconds run from enabling the task to the job being Done in listBackupCompressionJobs.
+ * Throughput is the backup file's allocated bytes over seconds; bare is the mean of its two runs.
+ *
+ * Needs what bench:backup needs (compiled tree, PostgreSQL, Redis, libvirt, qemu-img; no virtnbdbackup),
+ * and about 8 GiB free in the temp directory.
+ */
+
+setBenchName('bench:compression');
+
+interface Timed {
+  seconds: number;
+  outBytes: number;
+}
+
+interface CompressionJob {
+  id: string;
+  type: string;
+  status: string;
+  attempts: number;
+}
+
+interface Backup {
+  id: string;
+  chainid: string;
+  size: number;
+  uncompressedsize: number;
+  compressionstatus: string;
+  volumes: { id: string }[];
+}
+
+async function allocated(path: string): Promise<number> {
+  return (await stat(path)).blocks * 512;
+}
+
+async function bareConvert(file: string, out: string): Promise<Timed> {
+  await rm(out, { force: true });
+  const t0 = performance.now();
+  await run('qemu-img', ['convert', '-q', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', file, out], { timeoutMs: 3_600_000 });
+  const seconds = (performance.now() - t0) / 1000;
+  const outBytes = await allocated(out);
+  await rm(out, { force: true });
+  return { seconds, outBytes };
+}
+
+async function setting(plane: Plane, name: string, value: string): Promise<void> {
+  await okFor(plane.api)('updateConfiguration', { name, value });
+}
+
+/** A full backup taken while compression is held back; returns it and its file. */
+async function heldBackup(plane: Plane, domain: Parameters<typeof assignToOffering>[1], repoDir: string, name: string): Promise<{ backup: Backup; file: string }> {
+  await setting(plane, 'backup.compression.task.enabled', 'false');
+  const taken = await strataBackup(plane, domain, name);
+  log(`  backup ${name}: ${taken.seconds.toFixed(1)} s, ${(taken.bytes / MiB).toFixed(0)} MiB (${taken.type})`);
+  const backups = (await okFor(plane.api)('listBackups', { name })).backup as Backup[];
+  const backup = backups[0];
+  return { backup, file: join(repoDir, domain.uuid, backup.chainid, backup.id, `${backup.volumes[0].id}.qcow2`) };
+}
+
+/** Enables the task and times the backup's Starting job (agent-measured and API-observed) and its Finalizing job. */
+async function strataCompression(plane: Plane, backupId: string): Promise<{ agentSeconds: number; convertSeconds: number | null; apiSeconds: number; finalizingSeconds: number | null; backup: Backup }> {
+  const ok = okFor(plane.api);
+  const jobs = async () => ((await ok('listBackupCompressionJobs', { backupid: backupId })).backupcompressionjob as CompressionJob[] | undefined) ?? [];
+  const before = plane.agent.output().length;
+  const t0 = performance.now();
+  await setting(plane, 'backup.compression.task.enabled', 'true');
+  const starting = await until(
+    async () => {
+      const j = (await jobs()).find((x) => x.type === 'Starting');
+      if (j && j.status === 'Failed') throw new Error(`the Starting job failed: ${JSON.stringify(j)} (agent: ${plane.agent.output().slice(-2000)})`);
+      return j?.status === 'Done' ? j : undefined;
+    },
+    3_600_000,
+    () => `the Starting job of ${backupId} to be Done`,
+    250, // not faster: API calls cost CPU that the bare command does not pay
+  );
+  const apiSeconds = (performance.now() - t0) / 1000;
+  const backup = await until(
+    async () => {
+      const b = ((await ok('listBackups', { id: backupId })).backup as Backup[])[0];
+      if (b.compressionstatus === 'CompressionError') throw new Error(`compression failed (agent: ${plane.agent.output().slice(-2000)})`);
+      return b.compressionstatus === 'Compressed' ? b : undefined;
+    },
+    600_000,
+    () => `backup ${backupId} to be Compressed`,
+    250,
+  );
+  const out = plane.agent.output().slice(before);
+  const seconds = (type: string, jobId?: string) => {
+    const m = new RegExp(`compression ${type} ${jobId ?? '\\S+'} of backup ${backupId} attempt \\d+: done in ([\\d.]+) s`).exec(out);
+    return m ? Number(m[1]) : null;
+  };
+  const agentSeconds = seconds('Starting', starting.id);
+  if (agentSeconds === null) throw new Error(`no duration of the Starting job in the agent's log: ${out.slice(-2000)}`);
+  const convert = new RegExp(`compression ${starting.id} attempt \\d+: qemu-img convert ran ([\\d.]+) s`).exec(out);
+  return { agentSeconds, convertSeconds: convert ? Number(convert[1]) : null, apiSeconds, finalizingSeconds: seconds('Finalizing'), backup };
+}
+
+const mibps = (bytes: number, seconds: number) => `${(bytes / MiB / seconds).toFixed(1)} MiB/s`;
+
+async function main(): Promise<number> {
+  requireCompiledCli();
+  const totalT0 = performance.now();
+  const work = await mkdtemp(join(tmpdir(), 'strata-bench-compression-'));
+  onCleanup(`temp dir ${work}`, () => rm(work, { recursive: true, force: true }));
+  log(`work dir ${work}`);
+
+  log('making 2 GiB of data (1 GiB AES-CTR, 1 GiB text) and its qcow2');
+  let t = performance.now();
+  const raw = join(work, 'data.raw');
+  await makeDataFile(raw);
+  const base = join(work, 'data.qcow2');
+  await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, base], { timeoutMs: 600_000 });
+  await rm(raw);
+  log(`data ready in ${secondsSince(t)} s`);
+
+  t = performance.now();
+  const plane = await startPlane(work, { compress: 'true', compressionlibrary: 'zstd' });
+  const repoDir = join(work, 'strata-repo');
+  await setting(plane, 'backup.compression.task.enabled', 'false');
+  const domain = await dataDomain(base, 4);
+  await rm(base);
+  await assignToOffering(plane, domain);
+  log(`strata api, agent and domain ${domain.name} ready (${secondsSince(t)} s)`);
+
+  // Each round: a fresh full backup held back, its file read once (warm cache for everyone) and copied;
+  // bare qemu-img on the copy, strata's Starting job on the backup, bare on the copy again.
+  const rounds: { coroutines: number; input: number; bare: Timed[]; strata: Awaited<ReturnType<typeof strataCompression>> }[] = [];
+  for (const [i, coroutines] of [1, 8].entries()) {
+    await setting(plane, 'backup.compression.coroutines', String(coroutines));
+    if (i > 0) await okFor(plane.api)('finishBackupChain', { virtualmachineid: domain.uuid }); // a full again
+    const held = await heldBackup(plane, domain, repoDir, `full-${i + 1}`);
+    const input = await allocated(held.file);
+    const copy = join(work, 'copy.qcow2');
+    await run('cp', ['--sparse=always', held.file, copy], { timeoutMs: 600_000 });
+    await run('dd', [`if=${held.file}`, 'of=/dev/null', 'bs=4M', 'status=none'], { timeoutMs: 600_000 });
+    const bareOut = join(work, 'bare.qcow2');
+    const bare: Timed[] = [await bareConvert(copy, bareOut)];
+    log(`round ${i + 1} (coroutines ${coroutines}), input ${(input / MiB).toFixed(0)} MiB: bare ${bare[0].seconds.toFixed(2)} s`);
+    const strata = await strataCompression(plane, held.backup.id);
+    log(`  strata Starting job ${strata.agentSeconds.toFixed(2)} s on the agent (${strata.apiSeconds.toFixed(2)} s through the API), Finalizing ${strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`);
+    bare.push(await bareConvert(copy, bareOut));
+    log(`  bare again ${bare[1].seconds.toFixed(2)} s`);
+    await rm(copy, { force: true });
+    rounds.push({ coroutines, input, bare, strata });
+  }
+
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const rows = [`input: a full backup file of a 4 GiB disk holding 2 GiB of data (1 GiB random, 1 GiB text), ${(rounds[0].input / MiB).toFixed(0)} MiB allocated`];
+  for (const r of rounds) {
+    const bareMean = mean(r.bare.map((b) => b.seconds));
+    rows.push(
+      `coroutines ${r.coroutines}${r.coroutines === 1 ? ' (default)' : " (qemu-img's own default)"}: strata Starting job ${r.strata.agentSeconds.toFixed(2)} s = ${mibps(r.input, r.strata.agentSeconds)}; bare ${r.bare.map((b) => `${b.seconds.toFixed(2)} s`).join(' / ')} (before / after) = ${mibps(r.input, bareMean)}; throughput ratio strata/bare ${(bareMean / r.strata.agentSeconds).toFixed(2)} (target >= 0.9)`,
+      `  of which qemu-img convert ${r.strata.convertSeconds?.toFixed(1) ?? 'n/a'} s; through the API (task enabled -> job Done: scheduling, dispatch, report, projection included): ${r.strata.apiSeconds.toFixed(2)} s, ratio ${(bareMean / r.strata.apiSeconds).toFixed(2)}; Finalizing (check and swap) ${r.strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`,
+      `  size ratio compressed/uncompressed: strata ${(r.strata.backup.size / r.strata.backup.uncompressedsize).toFixed(3)} (${(r.strata.backup.size / MiB).toFixed(1)} of ${(r.strata.backup.uncompressedsize / MiB).toFixed(1)} MiB), bare ${(mean(r.bare.map((b) => b.outBytes)) / r.input).toFixed(3)}`,
+    );
+  }
+  rows.push(`load average at the end: ${(await run('cat', ['/proc/loadavg'])).stdout.trim()}`);
+  console.log('\nbench:compression (strata Starting job vs bare qemu-img convert -c, zstd, same file, same run)');
+  for (const row of rows) console.log(`  ${row}`);
+  console.log(`  total bench time ${secondsSince(totalT0)} s (data ${(2 * GiB) / GiB} GiB)`);
+  return 0;
+}
+
+main()
+  .then(async (code) => {
+    await cleanUp();
+    process.exit(code);
+  })
+  .catch(async (error: Error) => {
+    console.error(`bench:compression failed: ${error.stack ?? error.message}`);
+    await cleanUp();
+    process.exit(1);
+  });

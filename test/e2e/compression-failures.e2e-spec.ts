@@ -1,0 +1,163 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../support/api-client';
+import { agentEnv, assignWhenListed } from '../support/backup-fixture';
+import { CompressedBackup, compressionApi, createBackupRetryingSwaps, createCompressCatalog, readStream, StoredEvent } from '../support/compression-fixture';
+import { createTestDomain, run, TestDomain, useLibvirtCleanup, writePattern, writeRandom } from '../support/libvirt';
+import { RunningPlane, startManagementPlane } from '../support/management-plane';
+import { ProcessOverlapRecorder, qemuImgConvertOf } from '../support/process-overlap';
+import { startStrata, StrataProcess, until } from '../support/strata-process';
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * Issue 5, point 5 (failures): too little free space fails each attempt with the reason; failed attempts
+ * are retried max.job.retries times at retry.interval; an attempt past the timeout is killed with its
+ * qemu-img and retried; the backup's files are untouched by every failure. The repository is a small
+ * ext4 file system (loop-mounted, 256 MiB) so that minimum.free.storage can ask for more than it has.
+ * The offering asks for zlib, which the compressed files then use.
+ */
+describe('compression failures: free space, retries, timeouts (real processes)', () => {
+  useLibvirtCleanup();
+  let plane: RunningPlane;
+  let api: ApiClient;
+  let agent: StrataProcess;
+  let domain: TestDomain;
+  let zoneId: string;
+  let work: string;
+  let repoDir: string;
+  let mounted = false;
+  const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
+  const c = compressionApi(() => api);
+  const RETRY_MINUTES = 0.05; // 3 s
+
+  async function backup(): Promise<CompressedBackup> {
+    const started = await createBackupRetryingSwaps(api, { virtualmachineid: domain.uuid, isolated: 'true' });
+    const job = await api.waitForJob(started.jobid, 120_000);
+    if (job.jobstatus !== 1) throw new Error(`backup failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-2000)})`);
+    return c.backup(started.id);
+  }
+
+  const fileOf = (b: CompressedBackup) => join(repoDir, domain.uuid, b.chainid, b.id, `${b.volumes[0].id}.qcow2`);
+
+  async function startingEvents(backupId: string): Promise<StoredEvent[]> {
+    const events = await readStream(plane.db.url, `vmBackups-${domain.uuid}`);
+    return events.filter((e) => (e.data as { backupId?: string }).backupId === backupId && e.type.startsWith('Compression'));
+  }
+
+  async function untilFailed(b: CompressedBackup, timeoutMs: number): Promise<void> {
+    await until(async () => (await c.backup(b.id)).compressionstatus === 'CompressionError', timeoutMs, `backup ${b.id} to end in CompressionError (agent: ${agent.output().slice(-2000)})`, 100);
+  }
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'strata-smallrepo-'));
+    repoDir = join(work, 'mnt');
+    await run('mkdir', ['-p', repoDir]);
+    await run('truncate', ['-s', '256M', join(work, 'fs.img')]);
+    await run('mkfs.ext4', ['-q', '-F', join(work, 'fs.img')]);
+    await run('mount', ['-o', 'loop', join(work, 'fs.img'), repoDir]);
+    mounted = true;
+    plane = await startManagementPlane();
+    api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
+    const catalog = await createCompressCatalog(api, 'failures-zone', { repoDir, library: 'zlib' });
+    zoneId = catalog.zoneId;
+    agent = startStrata(['agent'], agentEnv(plane, hostName, 'failures-zone'));
+    domain = await createTestDomain({ disks: [{ sizeMiB: 32 }], running: true });
+    await assignWhenListed(api, domain.uuid, catalog.offeringId, () => agent.output());
+    await writeRandom(domain, 'vda', { offset: 0, length: 8 << 20, seed: 'failures' });
+    await writePattern(domain, 'vda', { offset: 16 << 20, length: 4 << 20, pattern: 0x77 });
+    await c.setting('backup.compression.max.job.retries', 2);
+    await c.setting('backup.compression.retry.interval', RETRY_MINUTES);
+  });
+
+  afterAll(async () => {
+    agent?.child.kill('SIGTERM');
+    await agent?.exited;
+    await domain?.destroy();
+    await plane?.stop();
+    if (mounted) await run('umount', [repoDir], { allowFailure: true });
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('too little free space: every attempt fails with the reason, retried max.job.retries times at the retry interval; the file is untouched', async () => {
+    // About 12 MiB of backup x 100 is far more than the 256 MiB file system has.
+    await c.setting('backup.compression.minimum.free.storage', 100, zoneId);
+    const b = await backup();
+    const before = await sha256(fileOf(b));
+    // While it waits for a retry, the job is listed as scheduled, in the future.
+    const waiting = await until(async () => (await c.jobs({ backupid: b.id, scheduled: 'true' })).find((j) => j.attempts >= 1), 20_000, 'the job to wait for a retry', 50);
+    expect(Date.parse(waiting.scheduleddate.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'))).toBeGreaterThan(Date.now() - 1000);
+    await untilFailed(b, 60_000);
+
+    const events = await startingEvents(b.id);
+    const starts = events.filter((e) => e.type === 'CompressionStarted');
+    const failures = events.filter((e) => e.type === 'CompressionAttemptFailed');
+    expect(starts.map((e) => e.data.attempt)).toEqual([1, 2, 3]); // 1 + max.job.retries
+    expect(failures.map((e) => e.data.retryAt === null)).toEqual([false, false, true]);
+    expect(events.filter((e) => e.type === 'CompressionFailed')).toHaveLength(1);
+    for (const f of failures) expect(f.data.reason).toMatch(/not enough free space on the repository: \d+ bytes free, \d+ needed \(backup\.compression\.minimum\.free\.storage 100 x backup size \d+ bytes\)/);
+    // Each retry starts no sooner than the interval after the failure, and not much later.
+    const interval = RETRY_MINUTES * 60_000;
+    for (let i = 1; i < starts.length; i++) {
+      const gap = Date.parse(starts[i].data.startedAt as string) - Date.parse(failures[i - 1].data.failedAt as string);
+      expect({ retry: i, gapAtLeastInterval: gap >= interval, gapMs: gap }).toMatchObject({ retry: i, gapAtLeastInterval: true });
+      expect(gap).toBeLessThan(interval + 2500);
+    }
+    const [job] = await c.jobs({ backupid: b.id });
+    expect(job).toMatchObject({ type: 'Starting', status: 'Failed', attempts: 3 });
+    expect(job.lasterror).toContain('backup.compression.minimum.free.storage');
+    expect(job.removed).toBeDefined();
+    expect(await c.backup(b.id)).toMatchObject({ compressionstatus: 'CompressionError', size: b.size, uncompressedsize: b.size });
+    expect(await sha256(fileOf(b))).toBe(before);
+    expect((await readdir(join(fileOf(b), '..'))).filter((n) => /\.(zside|zpart)$/.test(n))).toEqual([]);
+  });
+
+  it('an attempt past backup.compression.timeout is killed with its qemu-img, counts as failed, and is retried; the file is untouched', async () => {
+    await c.setting('backup.compression.minimum.free.storage', 1, zoneId);
+    await c.setting('backup.compression.max.job.retries', 1);
+    await c.setting('backup.compression.timeout', 2);
+    await c.setting('backup.compression.rate.limit', 1); // ~12 MiB at 1 MiB/s: far longer than 2 s
+    const recorder = new ProcessOverlapRecorder(qemuImgConvertOf(repoDir));
+    recorder.start();
+    try {
+      const b = await backup();
+      const before = await sha256(fileOf(b));
+      await untilFailed(b, 60_000);
+      await new Promise((r) => setTimeout(r, 500));
+      await recorder.stop();
+
+      const events = await startingEvents(b.id);
+      const failures = events.filter((e) => e.type === 'CompressionAttemptFailed');
+      expect(events.filter((e) => e.type === 'CompressionStarted').map((e) => e.data.attempt)).toEqual([1, 2]);
+      for (const f of failures) expect(f.data.reason).toBe('the attempt exceeded backup.compression.timeout (2 s); qemu-img was killed');
+      // Two qemu-img processes, one per attempt, each killed about 2 s in; none left.
+      const procs = [...recorder.processes.values()].filter((p) => p.argv.some((a) => a.includes(b.id)));
+      expect(procs).toHaveLength(2);
+      for (const p of procs) expect(p.lastSeen - p.firstSeen).toBeLessThan(3000);
+      expect(recorder.running()).toEqual([]);
+      expect(recorder.maxConcurrent).toBe(1);
+      expect((await c.jobs({ backupid: b.id }))[0]).toMatchObject({ status: 'Failed', attempts: 2, lasterror: expect.stringContaining('backup.compression.timeout') });
+      expect(await sha256(fileOf(b))).toBe(before);
+      expect((await readdir(join(fileOf(b), '..'))).filter((n) => /\.(zside|zpart)$/.test(n))).toEqual([]);
+    } finally {
+      await recorder.stop();
+    }
+  });
+
+  it('with room and time it compresses, with zlib as the offering asks', async () => {
+    await c.setting('backup.compression.timeout', 600);
+    await c.setting('backup.compression.rate.limit', 0);
+    const b = await backup();
+    const [done] = await c.untilCompressed([b.id], 120_000, () => agent.output().slice(-2000));
+    expect(done.size).toBeLessThan(done.uncompressedsize);
+    const info = JSON.parse((await run('qemu-img', ['info', '--output=json', fileOf(b)])).stdout) as { 'format-specific': { data: { 'compression-type': string } } };
+    expect(info['format-specific'].data['compression-type']).toBe('zlib');
+  });
+});
