@@ -28,18 +28,24 @@ import {
  * A 4 GiB disk holding 2 GiB of data (1 GiB from a seeded PRNG, 1 GiB of repetitive text) is backed up full
  * on an offering with compress=true while backup.compression.task.enabled is false. Per round, in the same
  * run: the backup file is read once (warm page cache for everyone) and copied; a bare `qemu-img convert -c
- * -O qcow2 -o compression_type=zstd` of the copy; strata's Starting job on the backup (task enabled again);
- * the bare command again. Round 1 uses the default backup.compression.coroutines (1), round 2 coroutines 8
+ * -O qcow2 -o compression_type=zstd` of the copy (and the same with strata's `-m`); strata's Starting job on
+ * the backup (task enabled again); the bare commands again; `sync` before each timed run, so no run pays for
+ * another's writeback. Round 1 uses the default backup.compression.coroutines (1), round 2 coroutines 8
  * (qemu-img's own default), on a new full backup. strata's seconds are what the agent measured from the
  * attempt's start to its report (free-space check, convert, qemu-img check, fsync, rename); the
  * API-observed seconds run from enabling the task to the job being Done in listBackupCompressionJobs.
- * Throughput is the backup file's allocated bytes over seconds; bare is the mean of its two runs.
+ * Throughput is the backup file's allocated bytes over seconds; bare is the mean of its runs before and after;
+ * each setting runs STRATA_BENCH_ROUNDS rounds (default 3, each on a fresh backup) and the ratios are medians,
+ * since a shared machine makes single runs vary widely.
  *
  * Needs what bench:backup needs (compiled tree, PostgreSQL, Redis, libvirt, qemu-img; no virtnbdbackup),
  * and about 8 GiB free in the temp directory.
  */
 
 setBenchName('bench:compression');
+
+/** Rounds per setting (each with a fresh backup); the figures are medians. */
+const ROUNDS = Math.max(1, Number(process.env.STRATA_BENCH_ROUNDS ?? 3));
 
 interface Timed {
   seconds: number;
@@ -66,10 +72,10 @@ async function allocated(path: string): Promise<number> {
   return (await stat(path)).blocks * 512;
 }
 
-async function bareConvert(file: string, out: string): Promise<Timed> {
+async function bareConvert(file: string, out: string, extra: string[] = []): Promise<Timed> {
   await rm(out, { force: true });
   const t0 = performance.now();
-  await run('qemu-img', ['convert', '-q', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', file, out], { timeoutMs: 3_600_000 });
+  await run('qemu-img', ['convert', '-q', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', ...extra, file, out], { timeoutMs: 3_600_000 });
   const seconds = (performance.now() - t0) / 1000;
   const outBytes = await allocated(out);
   await rm(out, { force: true });
@@ -158,35 +164,64 @@ async function main(): Promise<number> {
 
   // Each round: a fresh full backup held back, its file read once (warm cache for everyone) and copied;
   // bare qemu-img on the copy, strata's Starting job on the backup, bare on the copy again.
-  const rounds: { coroutines: number; input: number; bare: Timed[]; strata: Awaited<ReturnType<typeof strataCompression>> }[] = [];
-  for (const [i, coroutines] of [1, 8].entries()) {
+  const rounds: { coroutines: number; input: number; bare: Timed[]; bareSame: Timed | null; strata: Awaited<ReturnType<typeof strataCompression>> }[] = [];
+  const plan = [1, 8].flatMap((coroutines) => Array.from({ length: ROUNDS }, () => coroutines));
+  for (const [i, coroutines] of plan.entries()) {
     await setting(plane, 'backup.compression.coroutines', String(coroutines));
     if (i > 0) await okFor(plane.api)('finishBackupChain', { virtualmachineid: domain.uuid }); // a full again
     const held = await heldBackup(plane, domain, repoDir, `full-${i + 1}`);
     const input = await allocated(held.file);
     const copy = join(work, 'copy.qcow2');
     await run('cp', ['--sparse=always', held.file, copy], { timeoutMs: 600_000 });
+    await run('sync', []);
     await run('dd', [`if=${held.file}`, 'of=/dev/null', 'bs=4M', 'status=none'], { timeoutMs: 600_000 });
     const bareOut = join(work, 'bare.qcow2');
-    const bare: Timed[] = [await bareConvert(copy, bareOut)];
-    log(`round ${i + 1} (coroutines ${coroutines}), input ${(input / MiB).toFixed(0)} MiB: bare ${bare[0].seconds.toFixed(2)} s`);
+    // Before and after strata's job: the bare command as is (qemu-img's default -m 8) and with strata's -m.
+    const same = coroutines === 8 ? [] : ['-m', String(coroutines)];
+    const bare: Timed[] = [];
+    const bareSameRuns: Timed[] = [];
+    const bareRuns = async () => {
+      await run('sync', []);
+      bare.push(await bareConvert(copy, bareOut));
+      if (same.length) {
+        await run('sync', []);
+        bareSameRuns.push(await bareConvert(copy, bareOut, same));
+      }
+    };
+    await bareRuns();
+    log(`round ${i + 1} (coroutines ${coroutines}), input ${(input / MiB).toFixed(0)} MiB: bare ${bare[0].seconds.toFixed(2)} s${same.length ? `, bare ${same.join(' ')} ${bareSameRuns[0].seconds.toFixed(2)} s` : ''}`);
+    await run('sync', []);
     const strata = await strataCompression(plane, held.backup.id);
     log(`  strata Starting job ${strata.agentSeconds.toFixed(2)} s on the agent (${strata.apiSeconds.toFixed(2)} s through the API), Finalizing ${strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`);
-    bare.push(await bareConvert(copy, bareOut));
-    log(`  bare again ${bare[1].seconds.toFixed(2)} s`);
+    await bareRuns();
+    log(`  bare again ${bare[1].seconds.toFixed(2)} s${same.length ? `, bare ${same.join(' ')} ${bareSameRuns[1].seconds.toFixed(2)} s` : ''}`);
+    const bareSame = bareSameRuns.length ? { seconds: (bareSameRuns[0].seconds + bareSameRuns[1].seconds) / 2, outBytes: bareSameRuns[0].outBytes } : null;
     await rm(copy, { force: true });
-    rounds.push({ coroutines, input, bare, strata });
+    rounds.push({ coroutines, input, bare, bareSame, strata });
   }
 
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const rows = [`input: a full backup file of a 4 GiB disk holding 2 GiB of data (1 GiB random, 1 GiB text), ${(rounds[0].input / MiB).toFixed(0)} MiB allocated`];
-  for (const r of rounds) {
-    const bareMean = mean(r.bare.map((b) => b.seconds));
-    rows.push(
-      `coroutines ${r.coroutines}${r.coroutines === 1 ? ' (default)' : " (qemu-img's own default)"}: strata Starting job ${r.strata.agentSeconds.toFixed(2)} s = ${mibps(r.input, r.strata.agentSeconds)}; bare ${r.bare.map((b) => `${b.seconds.toFixed(2)} s`).join(' / ')} (before / after) = ${mibps(r.input, bareMean)}; throughput ratio strata/bare ${(bareMean / r.strata.agentSeconds).toFixed(2)} (target >= 0.9)`,
-      `  of which qemu-img convert ${r.strata.convertSeconds?.toFixed(1) ?? 'n/a'} s; through the API (task enabled -> job Done: scheduling, dispatch, report, projection included): ${r.strata.apiSeconds.toFixed(2)} s, ratio ${(bareMean / r.strata.apiSeconds).toFixed(2)}; Finalizing (check and swap) ${r.strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`,
-      `  size ratio compressed/uncompressed: strata ${(r.strata.backup.size / r.strata.backup.uncompressedsize).toFixed(3)} (${(r.strata.backup.size / MiB).toFixed(1)} of ${(r.strata.backup.uncompressedsize / MiB).toFixed(1)} MiB), bare ${(mean(r.bare.map((b) => b.outBytes)) / r.input).toFixed(3)}`,
-    );
+  const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  };
+  const rows = [`input: a full backup file of a 4 GiB disk holding 2 GiB of data (1 GiB random, 1 GiB text), ${(rounds[0].input / MiB).toFixed(0)} MiB allocated; ${ROUNDS} round(s) per setting`];
+  for (const coroutines of [1, 8]) {
+    const mine = rounds.filter((r) => r.coroutines === coroutines);
+    const vsBare = mine.map((r) => mean(r.bare.map((b) => b.seconds)) / r.strata.agentSeconds);
+    const vsSame = mine.filter((r) => r.bareSame).map((r) => r.bareSame!.seconds / r.strata.agentSeconds);
+    const overhead = mine.filter((r) => r.strata.convertSeconds !== null).map((r) => r.strata.agentSeconds - r.strata.convertSeconds!);
+    rows.push(`coroutines ${coroutines}${coroutines === 1 ? ' (default)' : " (qemu-img's own default)"}:`);
+    for (const [k, r] of mine.entries()) {
+      rows.push(
+        `  round ${k + 1}: strata Starting job ${r.strata.agentSeconds.toFixed(2)} s (qemu-img convert ${r.strata.convertSeconds?.toFixed(1) ?? 'n/a'} s; ${r.strata.apiSeconds.toFixed(2)} s through the API) = ${mibps(r.input, r.strata.agentSeconds)}; bare ${r.bare.map((b) => `${b.seconds.toFixed(2)} s`).join(' / ')} (before / after)${r.bareSame ? `, bare -m ${coroutines} ${r.bareSame.seconds.toFixed(2)} s (mean)` : ''}; Finalizing ${r.strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`,
+      );
+    }
+    rows.push(`  median throughput ratio strata/bare: ${median(vsBare).toFixed(2)} (target >= 0.9; per round ${vsBare.map((x) => x.toFixed(2)).join(', ')})`);
+    if (vsSame.length) rows.push(`  median ratio strata/bare with the same -m ${coroutines}: ${median(vsSame).toFixed(2)} (per round ${vsSame.map((x) => x.toFixed(2)).join(', ')})`);
+    if (overhead.length) rows.push(`  the job's own time beyond qemu-img convert (free-space check, info, check, fsync, rename, report): median ${median(overhead).toFixed(2)} s`);
+    const last = mine[mine.length - 1];
+    rows.push(`  size ratio compressed/uncompressed: strata ${(last.strata.backup.size / last.strata.backup.uncompressedsize).toFixed(3)} (${(last.strata.backup.size / MiB).toFixed(1)} of ${(last.strata.backup.uncompressedsize / MiB).toFixed(1)} MiB), bare ${(mean(last.bare.map((b) => b.outBytes)) / last.input).toFixed(3)}`);
   }
   rows.push(`load average at the end: ${(await run('cat', ['/proc/loadavg'])).stdout.trim()}`);
   console.log('\nbench:compression (strata Starting job vs bare qemu-img convert -c, zstd, same file, same run)');

@@ -89,8 +89,6 @@ interface DomainLook {
   checkpoints: ReadonlySet<string>;
   /** The `disk` devices (not cdroms): targets and image formats. */
   disks: LibvirtDisk[];
-  /** The qcow2 nodes and bitmaps of a running domain, when asked for and it runs. */
-  live: LiveNode[] | null;
 }
 
 interface LiveNode {
@@ -159,12 +157,13 @@ export class BackupExecutor {
     let plan: Plan = { type: job.type, fullReason: null, chainId: job.chainId, volumes: job.volumes };
     try {
       if (await this.reportFinishedAttempt(job, root)) return;
-      const incremental = job.type === 'INCREMENTAL';
-      let look = await this.look(domain, incremental);
-      if (await this.undoEarlierAttempt(job, root, cleanedUp, look)) look = await this.look(domain, incremental);
+      let look = await this.look(domain);
+      if (await this.undoEarlierAttempt(job, root, cleanedUp, look)) look = await this.look(domain);
       const running = look.state !== 'shutoff';
-      if (incremental) {
-        const reason = await this.untrustedParent(job, running ? (look.live ?? (await this.liveNodes(domain))) : null, look.checkpoints);
+      if (job.type === 'INCREMENTAL') {
+        // QMP only now, once no earlier attempt's job runs: asked during one (a throttled copy holding
+        // QEMU's disks), query-named-block-nodes can take many seconds.
+        const reason = await this.untrustedParent(job, running ? await this.liveNodes(domain) : null, look.checkpoints);
         if (reason) {
           this.logger.warn(`backup ${job.backupId} of ${domain}: ${reason}; taking a full backup instead`);
           // From here on the chain's checkpoints are gone: a failure must not let the next backup trust them.
@@ -413,17 +412,15 @@ export class BackupExecutor {
    * The domain as the backup starts: state, running job, checkpoint names and disks, asked at once (each
    * is a virsh process; one after another they were most of an incremental's fixed cost).
    */
-  private async look(domain: string, withLive: boolean): Promise<DomainLook> {
-    const [state, job, checkpoints, disks, live] = await Promise.all([
+  private async look(domain: string): Promise<DomainLook> {
+    const [state, job, checkpoints, disks] = await Promise.all([
       this.virsh.domainState(domain),
       // A shut-off domain runs no job (and domjobinfo refuses to answer for it).
       this.virsh.domJobInfo(domain).catch(() => null),
       this.virsh.checkpointNames(domain),
       this.virsh.domainDisks(domain),
-      // Its bitmaps, in case it runs (for an incremental's trust check); QMP fails for a shut-off one.
-      withLive ? this.liveNodes(domain).catch(() => null) : null,
     ]);
-    return { state: state.state, job, checkpoints: new Set(checkpoints), disks: disks.filter((d) => d.device === 'disk'), live };
+    return { state: state.state, job, checkpoints: new Set(checkpoints), disks: disks.filter((d) => d.device === 'disk') };
   }
 
   /**

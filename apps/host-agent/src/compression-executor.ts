@@ -1,6 +1,5 @@
 import { constants as fsConstants } from 'node:fs';
-import { mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Logger } from '@strata/config';
 import { CommandFailedError, ConvertOptions, ImageInfo, QemuImgDriver } from '@strata/hypervisor';
@@ -74,7 +73,8 @@ type Report = (r: AgentReport) => Promise<void>;
 export class CompressionExecutor {
   private readonly running = new Map<string, AbortController>();
   private readonly cancelled = new Set<string>();
-  private zstd: Promise<boolean> | null = null;
+  /** False once this host's qemu-img refused zstd. */
+  private zstd: boolean | null = null;
 
   constructor(
     private readonly qemuImg: QemuImgDriver,
@@ -213,8 +213,9 @@ export class CompressionExecutor {
   private async convert(job: StartCompressionJobData, file: string, part: string, original: ImageInfo, signal: AbortSignal): Promise<'zstd' | 'zlib'> {
     if (original.format !== 'qcow2') throw new CompressionAttemptError(`${basename(file)} is ${original.format}, not qcow2`);
     const v2 = original.compat === '0.10';
-    // A qcow2 v2 image keeps its version and can only take zlib; zstd also needs a qemu-img built with it.
-    let type: 'zstd' | 'zlib' = job.library === 'zstd' && !v2 && (await this.zstdSupported()) ? 'zstd' : 'zlib';
+    // A qcow2 v2 image keeps its version and can only take zlib; a qemu-img built without zstd refuses it
+    // (then zlib, below), and remembers so.
+    let type: 'zstd' | 'zlib' = job.library === 'zstd' && !v2 && this.zstd !== false ? 'zstd' : 'zlib';
     const run = (t: 'zstd' | 'zlib') => {
       const options: ConvertOptions = {
         sourceFormat: 'qcow2',
@@ -234,7 +235,8 @@ export class CompressionExecutor {
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (type === 'zstd' && error instanceof CommandFailedError && /zstd|compression.type/i.test(error.stderr)) {
-        this.logger.warn(`compression ${job.jobId}: qemu-img refused zstd (${error.stderr}); using zlib`);
+        this.logger.warn(`compression ${job.jobId}: qemu-img refused zstd (${error.stderr}); using zlib from now on`);
+        this.zstd = false;
         type = 'zlib';
         await rm(part, { force: true });
         await run(type);
@@ -247,9 +249,8 @@ export class CompressionExecutor {
 
   /** A side file fit to replace `original`: consistent qcow2, same virtual size, same backing file. */
   private async verify(side: string, original: ImageInfo): Promise<void> {
-    const check = await this.qemuImg.check(side, { format: 'qcow2' });
+    const [check, info] = await Promise.all([this.qemuImg.check(side, { format: 'qcow2' }), this.qemuImg.info(side, { format: 'qcow2' }) as Promise<ImageInfo>]);
     if (!check.clean) throw new CompressionAttemptError(`qemu-img check of ${basename(side)}: ${check.checkErrors} error(s), ${check.corruptions} corruption(s), ${check.leaks} leak(s)`);
-    const info = (await this.qemuImg.info(side, { format: 'qcow2' })) as ImageInfo;
     if (info.virtualSizeBytes !== original.virtualSizeBytes) throw new CompressionAttemptError(`${basename(side)} has ${info.virtualSizeBytes} bytes, the backup's file ${original.virtualSizeBytes}`);
     if ((info.backingFilename ?? null) !== (original.backingFilename ?? null)) {
       throw new CompressionAttemptError(`${basename(side)} is backed by ${info.backingFilename ?? 'nothing'}, the backup's file by ${original.backingFilename ?? 'nothing'}`);
@@ -274,22 +275,6 @@ export class CompressionExecutor {
       if (name.startsWith(prefix) && name.endsWith(PARTIAL_SIDE_SUFFIX) && name !== basename(partialSideFile(file, attempt))) await rm(join(dir, name), { force: true });
     }
     await rm(partialSideFile(file, attempt), { force: true });
-  }
-
-  private zstdSupported(): Promise<boolean> {
-    this.zstd ??= (async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'strata-zstd-probe-'));
-      try {
-        await this.qemuImg.create(join(dir, 'probe.qcow2'), { format: 'qcow2', sizeBytes: MiB, compressionType: 'zstd' });
-        return true;
-      } catch (error) {
-        this.logger.warn(`qemu-img cannot write zstd-compressed qcow2 here (${(error as Error).message}); compression uses zlib`);
-        return false;
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    })();
-    return this.zstd;
   }
 
   /** Adds what the compression did to the backup's manifest (written whole, then renamed). */

@@ -25,8 +25,13 @@ export class HostAgent {
 
   async start(): Promise<void> {
     await this.tick();
+    let ticking = false;
     this.timer = setInterval(() => {
-      this.running = this.tick();
+      // A beat that takes longer than the interval (a loaded host, many domains) is not overtaken by the
+      // next one: overlapping beats would only pile more virsh processes onto the host.
+      if (ticking) return;
+      ticking = true;
+      this.running = this.tick().finally(() => (ticking = false));
     }, this.config.heartbeatSeconds * 1000);
     this.logger.log(`host ${this.config.hostName} reporting to zone ${this.config.zoneName} every ${this.config.heartbeatSeconds} s`);
   }

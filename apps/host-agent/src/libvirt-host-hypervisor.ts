@@ -1,4 +1,4 @@
-import { DomainNotFoundError, DomainState, ExecaProcessRunner, ImageInfo, ImageNotFoundError, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { DomainNotFoundError, DomainState, ExecaProcessRunner, ImageInfo, ImageNotFoundError, QemuImgDriver, VirshDriver, VirshVersion } from '@strata/hypervisor';
 import { ReportedDomain } from '@strata/jobs';
 import { HostHypervisor } from './host-hypervisor.port';
 
@@ -13,14 +13,26 @@ export class LibvirtHostHypervisor implements HostHypervisor {
     this.qemuImg = new QemuImgDriver(runner);
   }
 
+  private version: { at: number; value: Promise<VirshVersion> } | null = null;
+
+  /** `virsh version`, asked at most once a minute: every beat wants it twice (versions, capabilities). */
+  private virshVersion(): Promise<VirshVersion> {
+    if (!this.version || Date.now() - this.version.at > 60_000) {
+      const value = this.virsh.version();
+      this.version = { at: Date.now(), value };
+      value.catch(() => (this.version = null));
+    }
+    return this.version.value;
+  }
+
   async versions(): Promise<{ libvirt: string; qemu: string }> {
-    const v = await this.virsh.version();
+    const v = await this.virshVersion();
     return { libvirt: (v.daemon ?? v.library).text, qemu: v.hypervisor.version.text };
   }
 
   async capabilities(): Promise<string[]> {
     // Push-mode backups with checkpoints (libvirt >= 7.6 / QEMU >= 6.0) are what strata relies on.
-    const v = await this.virsh.version();
+    const v = await this.virshVersion();
     const lib = v.daemon ?? v.library;
     const caps = ['backup-push', 'checkpoints', 'qemu-storage-daemon'];
     return lib.major > 7 || (lib.major === 7 && lib.minor >= 6) ? caps : [];

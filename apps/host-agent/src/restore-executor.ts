@@ -60,7 +60,8 @@ export class RestoreExecutor {
         if (!(await stat(file).catch(() => null))) throw new Error(`the backup's file ${v.backupFile} is missing from the repository`);
       }
       const disks = await this.restore(job, root, created);
-      await this.reportDomains().catch((error: Error) => this.logger.warn(`restore ${job.restoreId}: domain report failed: ${error.message}`));
+      // A new VM or a new disk must be listed by the time the job is done; a VM's own restore changes neither.
+      if (job.kind !== 'vm') await this.reportDomains().catch((error: Error) => this.logger.warn(`restore ${job.restoreId}: domain report failed: ${error.message}`));
       await this.report({ type: 'RestoreSucceeded', vmId: job.vmId, restoreId: job.restoreId, disks, at: at() });
       this.logger.log(`restore ${job.restoreId} (${job.kind}${job.quick ? ', quick' : ''}) of backup ${job.backupId} into ${job.domainName} done`);
     } catch (error) {
@@ -97,17 +98,25 @@ export class RestoreExecutor {
     const disks = job.volumes.map((v) => ({ volumeId: v.volumeId, target: v.target, path: v.destinationPath }));
     const state = (await this.virsh.domainState(domain)).state;
     if (state !== 'shutoff') {
-      if (job.quick && (await this.runsFromBackup(job, root))) return disks; // an earlier attempt got this far
+      if (job.quick && (await this.runsFromBackup(job, root))) {
+        await this.forgetCheckpoints(job); // an earlier attempt got as far as starting the VM
+        return disks;
+      }
       throw new Error(`virtual machine ${domain} is ${state}; it must be stopped to be restored`);
     }
     await this.materialize(job, root);
     for (const v of job.volumes) await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
-    // The disks are new images without the VM's bitmaps: libvirt's checkpoints describe nothing any more.
-    const checkpoints = (await this.virsh.checkpointList(domain)).filter((c) => c.name.startsWith('strata-')).reverse();
-    for (const c of checkpoints) await this.virsh.checkpointDelete(domain, c.name, { metadataOnly: true });
-    if (checkpoints.length) this.logger.log(`restore ${job.restoreId}: forgot checkpoints [${checkpoints.map((c) => c.name).join(', ')}] of ${domain}`);
+    // A quick restore starts the VM first: forgetting checkpoints is metadata only, and the wait is the VM's.
     if (job.quick) await this.virsh.start(domain);
+    await this.forgetCheckpoints(job);
     return disks;
+  }
+
+  /** The disks are new images without the VM's bitmaps: libvirt's checkpoints describe nothing any more. */
+  private async forgetCheckpoints(job: RestoreJobData): Promise<void> {
+    const checkpoints = (await this.virsh.checkpointList(job.domainName)).filter((c) => c.name.startsWith('strata-')).reverse();
+    for (const c of checkpoints) await this.virsh.checkpointDelete(job.domainName, c.name, { metadataOnly: true });
+    if (checkpoints.length) this.logger.log(`restore ${job.restoreId}: forgot checkpoints [${checkpoints.map((c) => c.name).join(', ')}] of ${job.domainName}`);
   }
 
   private async restoreVolume(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
