@@ -103,15 +103,23 @@ async function strataCompression(plane: Plane, backupId: string): Promise<{ agen
   const before = plane.agent.output().length;
   const t0 = performance.now();
   await setting(plane, 'backup.compression.task.enabled', 'true');
+  // Quiet while qemu-img runs (API calls cost CPU the bare command does not pay): watch the agent's log,
+  // which this process already holds, and ask the API only once the job has reported.
+  await until(
+    async () => new RegExp(`compression (Starting \\S+ of backup ${backupId} attempt \\d+: done|Starting \\S+ of backup ${backupId} attempt \\d+ failed)`).test(plane.agent.output().slice(before)),
+    3_600_000,
+    () => `the agent to report the Starting job of ${backupId}`,
+    50,
+  );
   const starting = await until(
     async () => {
       const j = (await jobs()).find((x) => x.type === 'Starting');
       if (j && j.status === 'Failed') throw new Error(`the Starting job failed: ${JSON.stringify(j)} (agent: ${plane.agent.output().slice(-2000)})`);
       return j?.status === 'Done' ? j : undefined;
     },
-    3_600_000,
+    600_000,
     () => `the Starting job of ${backupId} to be Done`,
-    250, // not faster: API calls cost CPU that the bare command does not pay
+    25,
   );
   const apiSeconds = (performance.now() - t0) / 1000;
   const backup = await until(
@@ -160,6 +168,13 @@ async function main(): Promise<number> {
   const domain = await dataDomain(base, 4);
   await rm(base);
   await assignToOffering(plane, domain);
+  // The agent may have seen the disk before its resize: back up only once strata knows its real size.
+  await until(
+    async () => ((await okFor(plane.api)('listVirtualMachines', { id: domain.uuid })).virtualmachine as { volumes: { size: number }[] }[])[0]?.volumes[0]?.size === 4 * GiB,
+    60_000,
+    () => `${domain.name}'s disk to be listed with 4 GiB`,
+    200,
+  );
   log(`strata api, agent and domain ${domain.name} ready (${secondsSince(t)} s)`);
 
   // Each round: a fresh full backup held back, its file read once (warm cache for everyone) and copied;

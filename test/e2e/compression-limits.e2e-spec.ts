@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { Client } from 'pg';
 import { ApiClient } from '../support/api-client';
 import { agentEnv, assignWhenListed, okCaller, waitHostUp } from '../support/backup-fixture';
 import { compressionApi, CompressionJob, createBackupRetryingSwaps, createCompressCatalog, readStream } from '../support/compression-fixture';
@@ -146,7 +147,7 @@ describe('compression limits (real processes, three hosts in one zone)', () => {
     }
   });
 
-  it('per zone, over three hosts: never more than 3 at once in the zone nor 2 on a host, through a SIGKILL and restart of the management plane', async () => {
+  it('per zone, over three hosts: never more than 3 at once in the zone nor 2 on a host, through a SIGKILL and restart of the management plane and the loss of the scheduler\'s lock session', async () => {
     agents.b = startStrata(['agent'], agentEnv(plane, `strata-e2e-b-${suffix}`, 'limits-zone', { STRATA_LIBVIRT_URI: 'test:///default' }));
     agents.c = startStrata(['agent'], agentEnv(plane, `strata-e2e-c-${suffix}`, 'limits-zone', { STRATA_LIBVIRT_URI: 'test:///default' }));
     await waitHostUp(api, `strata-e2e-b-${suffix}`);
@@ -171,6 +172,20 @@ describe('compression limits (real processes, three hosts in one zone)', () => {
       const endpoint = await until(async () => /listening on (\S+)/.exec(plane.api.output())?.[1], 30_000, 'strata api to listen again', 50);
       api = new ApiClient(new URL(endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
       const watch2 = watchApi();
+
+      // Then the scheduler's lock session is killed under it: it must stop deciding, take the lock again
+      // and go on, still within the limits.
+      await until(async () => /compression scheduler active/.test(plane.api.output()), 30_000, 'the new compression scheduler to be active', 50);
+      const pg = new Client({ connectionString: plane.db.url });
+      await pg.connect();
+      try {
+        const killed = await pg.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'strata-compression-scheduler' AND datname = current_database()`);
+        expect(killed.rowCount).toBe(1);
+      } finally {
+        await pg.end();
+      }
+      await until(async () => (plane.api.output().match(/compression scheduler active/g) ?? []).length >= 2, 30_000, `the scheduler to take its lock again (${plane.api.output().slice(-2000)})`, 50);
+      expect(plane.api.output()).toContain('lost the connection that holds its lock');
 
       await c.untilCompressed(ids, 300_000, output);
       const apiView2 = await watch2.stop();

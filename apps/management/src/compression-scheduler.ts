@@ -119,6 +119,7 @@ export class CompressionScheduler {
   private readonly lapseGraceMs: number;
   private readonly clock: () => Date;
   private lockClient: Client | null = null;
+  private lockLost = false;
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
   private lastAppend: Checkpoint | null = null;
@@ -143,34 +144,58 @@ export class CompressionScheduler {
     this.stopped = true;
     await this.loop;
     await this.waiter.stop();
-    await this.lockClient?.end().catch(() => undefined);
-    this.lockClient = null;
+    await this.dropLock();
     for (const q of this.queues.values()) await q.close();
     this.queues.clear();
   }
 
   private async run(): Promise<void> {
-    if (!(await this.acquireLock())) return;
     await this.waiter.start();
-    await this.catchUp();
-    if (this.stopped) return;
-    await this.reenqueueRunning();
-    this.deps.logger.log('compression scheduler active');
     while (!this.stopped) {
       try {
-        await this.round();
+        if (!(await this.acquireLock())) return;
       } catch (error) {
-        this.deps.logger.error(`compression round: ${(error as Error).message}`);
+        this.deps.logger.error(`compression scheduler: cannot take its lock: ${(error as Error).message}; trying again in 1 s`);
+        await this.dropLock();
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
       }
-      await new Promise((r) => setTimeout(r, this.intervalMs));
+      await this.catchUp();
+      if (this.stopped) return;
+      await this.reenqueueRunning();
+      this.deps.logger.log('compression scheduler active');
+      // Without its lock another instance may be active: this one stops deciding at once.
+      while (!this.stopped && !this.lockLost) {
+        try {
+          await this.round();
+        } catch (error) {
+          this.deps.logger.error(`compression round: ${(error as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, this.intervalMs));
+      }
+      if (this.lockLost && !this.stopped) {
+        this.deps.logger.error('compression scheduler: lost the connection that holds its lock; standing by to take it again');
+        await this.dropLock();
+      }
     }
+  }
+
+  private async dropLock(): Promise<void> {
+    const client = this.lockClient;
+    this.lockClient = null;
+    await client?.end().catch(() => undefined);
   }
 
   private async acquireLock(): Promise<boolean> {
     const client = new Client({ connectionString: this.deps.databaseUrl, application_name: 'strata-compression-scheduler' });
-    client.on('error', () => undefined);
-    await client.connect();
+    this.lockLost = false;
+    const lost = () => {
+      if (this.lockClient === client) this.lockLost = true;
+    };
+    client.on('error', lost);
+    client.on('end', lost);
     this.lockClient = client;
+    await client.connect();
     let announced = false;
     while (!this.stopped) {
       const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock($1) AS ok`, [SCHEDULER_LOCK_KEY]);
@@ -197,6 +222,13 @@ export class CompressionScheduler {
   }
 
   private async round(): Promise<void> {
+    // The session that holds the lock must still be there (a dead connection released it).
+    try {
+      await this.lockClient!.query('SELECT 1');
+    } catch {
+      this.lockLost = true;
+      return;
+    }
     // Our own starts must be in the read models before we count again.
     if (this.lastAppend && !(await this.waiter.waitFor(this.lastAppend, 2000))) return;
     const now = this.clock();
