@@ -9,12 +9,12 @@ import type * as RuntimeModule from '../../apps/cli/src/runtime';
 import { ApiCallResult, ApiClient, ApiParamValue } from '../support/api-client';
 import { createTestDatabase } from '../support/database';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
-import { REPO_ROOT, runStrata, startStrata, StrataProcess, testEnv, until } from '../support/strata-process';
+import { DIST, runStrata, startStrata, StrataProcess, testEnv, until } from '../support/strata-process';
 
 /** A module of the compiled build: the code the running processes use, not the sources being edited. */
 function fromBuild<T>(path: string): T {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(join(REPO_ROOT, 'dist', path)) as T;
+  return require(join(DIST, path)) as T;
 }
 
 /**
@@ -144,10 +144,10 @@ const CONTRACT: Record<string, CommandContract> = {
   listBackupRepositories: { isasync: false, admin: true, required: [], optional: ['id', 'name', 'zoneid', ...PAGING] },
   updateBackupRepository: { isasync: false, admin: true, required: ['id'], optional: ['name', 'address', 'mountopts'] },
   deleteBackupRepository: { isasync: false, admin: true, required: ['id'], optional: [] },
-  listConfigurations: { isasync: false, admin: true, required: [], optional: ['name', 'category', 'zoneid', ...PAGING] },
+  listConfigurations: { isasync: false, admin: true, required: [], optional: ['name', 'category', 'zoneid', 'hostid', ...PAGING] },
   // API.md marks `value` bold, but an empty value must stay possible (it clears a string setting such as
   // the passphrase, and CloudStack's own updateConfiguration has it optional): checked by behaviour below.
-  updateConfiguration: { isasync: false, admin: true, required: ['name'], optional: ['value', 'zoneid'] },
+  updateConfiguration: { isasync: false, admin: true, required: ['name'], optional: ['value', 'zoneid', 'hostid'] },
   queryAsyncJobResult: { isasync: false, admin: false, required: ['jobid'], optional: [] },
   listAsyncJobs: { isasync: false, admin: false, required: [], optional: ['startdate', ...PAGING] },
   listApis: { isasync: false, admin: false, required: [], optional: ['name', ...PAGING] },
@@ -826,6 +826,14 @@ describe('catalog API against a running strata', () => {
       await refusedWithoutEvents(u, { name: 'backup.compression.timeout', value: '10', zoneid: zone.id }, 431, 'zoneid');
       await refusedWithoutEvents(u, { name: 'backup.chain.size', value: '4', zoneid: randomUUID() }, 431, 'zoneid');
       await refusedWithoutEvents(u, { name: 'backup.chain.size', value: '4', zoneid: 'zone' }, 431, 'zoneid');
+      // hostid: only for a setting with a host override ("global (host override)"), of a known host, without zoneid
+      const perHost = 'backup.compression.max.concurrent.compressions.per.host';
+      await refusedWithoutEvents(u, { name: 'backup.compression.timeout', value: '10', hostid: randomUUID() }, 431, 'hostid');
+      await refusedWithoutEvents(u, { name: 'backup.chain.size', value: '4', hostid: randomUUID() }, 431, 'hostid');
+      await refusedWithoutEvents(u, { name: perHost, value: '1', hostid: randomUUID() }, 431, 'hostid');
+      await refusedWithoutEvents(u, { name: perHost, value: '1', hostid: randomUUID(), zoneid: zone.id }, 431, 'hostid');
+      await refusedWithoutEvents('listConfigurations', { hostid: randomUUID() }, 431, 'hostid');
+      expect(byName(await ok(admin, 'listConfigurations', { name: perHost }), perHost)).toMatchObject({ scope: 'global', hostoverride: true });
       await refusedWithoutEvents('listConfigurations', { zoneid: randomUUID() }, 431, 'zoneid');
       await refusedWithoutEvents('listConfigurations', { zoneid: 'z' }, 431, 'zoneid');
       // a deleted zone is an unknown zone

@@ -10,7 +10,7 @@ export const REPO_ROOT = resolve(__dirname, '../..');
  * from `npx tsc -p tsconfig.build.json --outDir .dist-me && npx tsc-alias -p tsconfig.build.json --outDir
  * .dist-me`, so that parallel work on one checkout does not rebuild one dist/ under a running suite.
  */
-const DIST = process.env.STRATA_TEST_DIST ? resolve(process.env.STRATA_TEST_DIST) : join(REPO_ROOT, 'dist');
+export const DIST = process.env.STRATA_TEST_DIST ? resolve(process.env.STRATA_TEST_DIST) : join(REPO_ROOT, 'dist');
 export const STRATA_BIN = process.env.STRATA_TEST_DIST ? join(DIST, 'apps/cli/src/main.js') : join(REPO_ROOT, 'bin/strata');
 
 export function requireBuild(): void {

@@ -1,6 +1,6 @@
 import { DomainErrorKind } from '@strata/domain';
 
-/** The CloudStack error code an async job fails with when the domain refuses its command. */
+/** The CloudStack error code of a refusal of the domain: the API's answer, or what an async job fails with. */
 export function errorCodeForDomainError(kind: DomainErrorKind): number {
   switch (kind) {
     case 'invalid':
@@ -13,5 +13,8 @@ export function errorCodeForDomainError(kind: DomainErrorKind): number {
       return 534;
     case 'unsupported':
       return 432;
+    default:
+      // A kind added to the domain later must not turn into a success or a crash.
+      return 530;
   }
 }

@@ -76,3 +76,9 @@ export function isNoDomainError(r: RunResult | CommandError): boolean {
   const text = r instanceof CommandError ? r.message : r.stderr;
   return /failed to get domain|Domain not found|no domain with matching/i.test(text);
 }
+
+/** The backing file an image names (`qemu-img info -U`, so a running VM's image can be read), or null. */
+export async function backingFile(path: string): Promise<string | null> {
+  const r = await run('qemu-img', ['info', '-U', '--output=json', path]);
+  return (JSON.parse(r.stdout) as { 'backing-filename'?: string })['backing-filename'] ?? null;
+}

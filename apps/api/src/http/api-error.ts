@@ -1,3 +1,4 @@
+import { errorCodeForDomainError } from '@strata/application';
 import { DomainError } from '@strata/domain';
 
 /**
@@ -65,24 +66,15 @@ export function isDomainError(err: unknown): err is DomainError {
   return !!e && typeof e === 'object' && e.name === 'DomainError' && typeof e.kind === 'string' && typeof e.message === 'string';
 }
 
-/** The answer for a refusal of the domain (see libs/domain/src/domain-error.ts). */
+/**
+ * The answer for a refusal of the domain (see libs/domain/src/domain-error.ts): the code async jobs fail
+ * with too (errorCodeForDomainError), and for a parameter the sentence CloudStack gives.
+ */
 export function apiErrorFromDomain(err: DomainError, commandName?: string): ApiError {
-  switch (err.kind) {
-    case 'invalid':
-    case 'not_found': {
-      if (!err.parameter) return ApiError.paramError(err.message);
-      const prefix = commandName ? `Unable to execute API command ${commandName.toLowerCase()} due to invalid value. ` : '';
-      return ApiError.paramError(`${prefix}Invalid parameter ${err.parameter}: ${err.message}`);
-    }
-    case 'in_use':
-    case 'conflict':
-      return ApiError.inUse(err.message);
-    case 'unavailable':
-      return ApiError.unavailable(err.message);
-    case 'unsupported':
-      return ApiError.unsupported(err.message);
-    default:
-      // A kind added to the domain later must not turn into a success or a crash.
-      return new ApiError(530, err.message);
+  const code = errorCodeForDomainError(err.kind);
+  if (code === 431 && err.parameter) {
+    const prefix = commandName ? `Unable to execute API command ${commandName.toLowerCase()} due to invalid value. ` : '';
+    return ApiError.paramError(`${prefix}Invalid parameter ${err.parameter}: ${err.message}`);
   }
+  return new ApiError(code, err.message);
 }

@@ -76,6 +76,8 @@ describe('api-response', () => {
     expect(code(new DomainError('conflict', 'x'))).toBe(536);
     expect(code(new DomainError('unavailable', 'x'))).toBe(534);
     expect(code(new DomainError('unsupported', 'x'))).toBe(432);
+    // A kind the API does not know yet is a server error, never a success.
+    expect(code(new DomainError('some-new-kind' as DomainError['kind'], 'x'))).toBe(530);
     const named = apiErrorFromDomain(new DomainError('not_found', 'no zone with this id', 'id'), 'deleteZone');
     expect(named.errortext).toBe('Unable to execute API command deletezone due to invalid value. Invalid parameter id: no zone with this id');
     expect(named.cserrorcode).toBe(4350);
