@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { ApiClient } from '../support/api-client';
-import { agentEnv, assignWhenListed } from '../support/backup-fixture';
+import { agentEnv, assignWhenListed, okCaller } from '../support/backup-fixture';
 import { CompressedBackup, compressionApi, createBackupRetryingSwaps, createCompressCatalog, readStream, StoredEvent } from '../support/compression-fixture';
 import { createTestDomain, run, TestDomain, useLibvirtCleanup, writePattern, writeRandom } from '../support/libvirt';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
@@ -22,7 +23,8 @@ async function sha256(path: string): Promise<string> {
  * are retried max.job.retries times at retry.interval; an attempt past the timeout is killed with its
  * qemu-img and retried; the backup's files are untouched by every failure. The repository is a small
  * ext4 file system (loop-mounted, 256 MiB) so that minimum.free.storage can ask for more than it has.
- * The offering asks for zlib, which the compressed files then use.
+ * The offering asks for zlib, which the compressed files then use. Side files nothing will swap in (a
+ * Finalizing job out of retries, jobs cancelled by deleteBackup) do not stay on the repository.
  */
 describe('compression failures: free space, retries, timeouts (real processes)', () => {
   useLibvirtCleanup();
@@ -37,6 +39,7 @@ describe('compression failures: free space, retries, timeouts (real processes)',
   const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
   const c = compressionApi(() => api);
   const RETRY_MINUTES = 0.05; // 3 s
+  const ok = okCaller(() => api);
 
   async function backup(): Promise<CompressedBackup> {
     const started = await createBackupRetryingSwaps(api, { virtualmachineid: domain.uuid, isolated: 'true' });
@@ -50,6 +53,33 @@ describe('compression failures: free space, retries, timeouts (real processes)',
   async function startingEvents(backupId: string): Promise<StoredEvent[]> {
     const events = await readStream(plane.db.url, `vmBackups-${domain.uuid}`);
     return events.filter((e) => (e.data as { backupId?: string }).backupId === backupId && e.type.startsWith('Compression'));
+  }
+
+  /** Side files (complete or partial) anywhere under `dir`, relative to the repository. */
+  async function sideFilesUnder(dir: string): Promise<string[]> {
+    const names = existsSync(dir) ? await readdir(dir, { recursive: true }) : [];
+    return names.filter((n) => /\.(zside|zpart)$/.test(n)).map((n) => relative(repoDir, join(dir, n)));
+  }
+
+  /**
+   * A backup whose Starting job wrote its side file and whose Finalizing job waits: dispatch is turned off
+   * (backup.compression.task.enabled=false) while the Starting job runs, slowed by the rate limit.
+   */
+  async function finalizingWaits(): Promise<{ b: CompressedBackup; before: string; side: string }> {
+    await c.setting('backup.compression.rate.limit', 2); // ~12 MiB at 2 MiB/s
+    await c.setting('backup.compression.task.enabled', true);
+    const b = await backup();
+    const before = await sha256(fileOf(b));
+    await until(async () => (await c.jobs({ backupid: b.id, type: 'Starting' })).find((j) => j.status === 'Running'), 30_000, 'the Starting job to run', 50);
+    await c.setting('backup.compression.task.enabled', false);
+    const [finalizing] = await until(async () => {
+      const jobs = await c.jobs({ backupid: b.id, type: 'Finalizing' });
+      return jobs.length ? jobs : undefined;
+    }, 60_000, `the Finalizing job of ${b.id} to be scheduled (agent: ${agent.output().slice(-1500)})`, 100);
+    expect(finalizing).toMatchObject({ status: 'Scheduled', attempts: 0 });
+    const side = `${fileOf(b)}.zside`;
+    expect(await sideFilesUnder(dirname(side))).toEqual([relative(repoDir, side)]);
+    return { b, before, side };
   }
 
   async function untilFailed(b: CompressedBackup, timeoutMs: number): Promise<void> {
@@ -159,5 +189,70 @@ describe('compression failures: free space, retries, timeouts (real processes)',
     expect(done.size).toBeLessThan(done.uncompressedsize);
     const info = JSON.parse((await run('qemu-img', ['info', '--output=json', fileOf(b)])).stdout) as { 'format-specific': { data: { 'compression-type': string } } };
     expect(info['format-specific'].data['compression-type']).toBe('zlib');
+  });
+
+  it('a Finalizing job out of retries leaves no side file: a host removes it; the backup keeps its original file', async () => {
+    await c.setting('backup.compression.max.job.retries', 1);
+    const { b, before, side } = await finalizingWaits();
+    // The same bytes under a new inode: not the file the Starting job wrote, so every swap attempt refuses it.
+    await copyFile(side, `${side}.copy`);
+    await rename(`${side}.copy`, side);
+    await c.setting('backup.compression.rate.limit', 0);
+    await c.setting('backup.compression.task.enabled', true);
+    await untilFailed(b, 60_000);
+    const [finalizing] = await c.jobs({ backupid: b.id, type: 'Finalizing' });
+    expect(finalizing).toMatchObject({ status: 'Failed', attempts: 2, lasterror: expect.stringContaining('is not the one the Starting job wrote') });
+    await until(async () => (await sideFilesUnder(dirname(side))).length === 0, 20_000, `the side file of ${b.id} to be removed (agent: ${agent.output().slice(-1500)})`, 100);
+    // The host removes the file before its report becomes an event: wait for the event, then check it.
+    const discarded = await until(async () => {
+      const events = (await startingEvents(b.id)).filter((e) => e.type === 'CompressionSideFilesDiscarded');
+      return events.length ? events : undefined;
+    }, 20_000, `the discard of ${b.id}'s side file to be recorded`, 100);
+    expect(discarded).toEqual([expect.objectContaining({ data: expect.objectContaining({ jobId: finalizing.id, type: 'Finalizing', removed: [relative(repoDir, side)] }) })]);
+    expect(await sha256(fileOf(b))).toBe(before);
+    expect(await c.backup(b.id)).toMatchObject({ compressionstatus: 'CompressionError', size: b.size });
+  });
+
+  it('deleting a backup cancels its pending compression jobs: none runs afterwards, and no side file stays on the repository', async () => {
+    await c.setting('backup.compression.max.job.retries', 2);
+    const { b: first } = await finalizingWaits(); // a Finalizing job waits, with its side file
+    const second = await backup(); // its Starting job waits (dispatch is off)
+    await until(async () => (await c.jobs({ backupid: second.id })).find((j) => j.type === 'Starting' && j.status === 'Scheduled'), 20_000, 'the Starting job of the second backup');
+    const recorder = new ProcessOverlapRecorder((argv) => argv.some((a) => a === 'qemu-img' || a.endsWith('/qemu-img')) && argv.some((a) => a.includes(first.id) || a.includes(second.id)));
+    recorder.start();
+    try {
+      for (const b of [second, first]) {
+        const r = await ok('deleteBackup', { id: b.id });
+        const job = await api.waitForJob(r.jobid as string, 120_000);
+        if (job.jobstatus !== 1) throw new Error(`deleteBackup ${b.id}: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-2000)})`);
+      }
+      expect(await c.jobs({ backupid: first.id, type: 'Finalizing' })).toEqual([
+        expect.objectContaining({ status: 'Cancelled', attempts: 0, removed: expect.any(String), lasterror: expect.stringContaining('cancelled: backup deleted') }),
+      ]);
+      expect(await c.jobs({ backupid: second.id })).toEqual([expect.objectContaining({ type: 'Starting', status: 'Cancelled', attempts: 0, removed: expect.any(String) })]);
+      expect(await c.jobs()).toEqual([]); // nothing scheduled or running is left
+
+      // Dispatch on again: a new backup is compressed, the cancelled jobs never start.
+      await c.setting('backup.compression.rate.limit', 0);
+      await c.setting('backup.compression.task.enabled', true);
+      const third = await backup();
+      await c.untilCompressed([third.id], 60_000, () => agent.output().slice(-2000));
+      await new Promise((r) => setTimeout(r, 1500)); // a few more scheduler rounds
+      await recorder.stop();
+      expect(recorder.samples).toBeGreaterThan(50);
+      expect([...recorder.processes.values()].map((p) => p.argv.join(' '))).toEqual([]);
+      for (const b of [first, second]) {
+        const events = await startingEvents(b.id);
+        const cancelledAt = events.findIndex((e) => e.type === 'CompressionCancelled');
+        expect(cancelledAt).toBeGreaterThanOrEqual(0);
+        expect(events.slice(cancelledAt).filter((e) => e.type === 'CompressionStarted')).toEqual([]);
+      }
+      // The deleted backups' directories went, the waiting side file with them; none is left anywhere.
+      expect(existsSync(dirname(fileOf(first)))).toBe(false);
+      expect(existsSync(dirname(fileOf(second)))).toBe(false);
+      expect(await sideFilesUnder(join(repoDir, domain.uuid))).toEqual([]);
+    } finally {
+      await recorder.stop();
+    }
   });
 });

@@ -147,6 +147,40 @@ describe('compression limits (real processes, three hosts in one zone)', () => {
     }
   });
 
+  it('a host override of the per-host limit: with the global value 2 and host A\'s own value 1, host A runs one qemu-img at a time', async () => {
+    const perHost = 'backup.compression.max.concurrent.compressions.per.host';
+    await c.setting('backup.compression.task.enabled', false);
+    await c.setting(perHost, 2);
+    await c.setting('backup.compression.max.concurrent.operations', -1, zoneId);
+    const hostAId = ((await ok('listHosts', {})).host as { id: string; name: string }[]).find((h) => h.name === hostA)!.id;
+    const set = (await ok('updateConfiguration', { name: perHost, value: '1', hostid: hostAId })).configuration;
+    expect(set).toMatchObject({ name: perHost, value: '1', scope: 'host', hostid: hostAId, defaultvalue: '5' });
+    const onHost = (await ok('listConfigurations', { hostid: hostAId })).configuration as { name: string; value: string; scope: string }[];
+    expect(onHost).toEqual([expect.objectContaining({ name: perHost, value: '1', scope: 'host', hostid: hostAId })]);
+    expect(((await ok('listConfigurations', { name: perHost })).configuration as { value: string }[])[0]).toMatchObject({ value: '2', scope: 'global', hostoverride: true });
+    const recorder = new ProcessOverlapRecorder(qemuImgConvertOf(repoDir));
+    recorder.start();
+    try {
+      const ids = await isolatedBackups(3);
+      await until(async () => (await c.jobs({ scheduled: 'true' })).length === 3, 30_000, '3 scheduled jobs');
+      const watch = watchApi();
+      await c.setting('backup.compression.task.enabled', true);
+      await c.untilCompressed(ids, 180_000, output);
+      const apiView = await watch.stop();
+      await recorder.stop();
+      // Host A is the zone's only host and the zone is unlimited: only its own value can hold it to 1.
+      expect(recorder.processes.size).toBe(3);
+      expect(recorder.maxConcurrent).toBe(1);
+      expect(recorder.maxConcurrentByParent.get(agents.a.child.pid!)).toBe(1);
+      expect(apiView.byHost[hostAId] ?? 0).toBeLessThanOrEqual(1);
+      for (const id of ids) expect((await c.jobs({ backupid: id, type: 'Starting' }))[0]).toMatchObject({ status: 'Done', attempts: 1, hostid: hostAId });
+    } finally {
+      await recorder.stop();
+      // The following cases count on host A taking the global value (2) again.
+      await ok('updateConfiguration', { name: perHost, value: '2', hostid: hostAId });
+    }
+  });
+
   it('per zone, over three hosts: never more than 3 at once in the zone nor 2 on a host, through a SIGKILL and restart of the management plane and the loss of the scheduler\'s lock session', async () => {
     agents.b = startStrata(['agent'], agentEnv(plane, `strata-e2e-b-${suffix}`, 'limits-zone', { STRATA_LIBVIRT_URI: 'test:///default' }));
     agents.c = startStrata(['agent'], agentEnv(plane, `strata-e2e-c-${suffix}`, 'limits-zone', { STRATA_LIBVIRT_URI: 'test:///default' }));

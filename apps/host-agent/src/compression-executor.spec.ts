@@ -195,4 +195,61 @@ describe('CompressionExecutor', () => {
     expect(reports[0]).toMatchObject({ type: 'CompressionFailed', reason: expect.stringContaining('is not the one the Starting job wrote') });
     expect(await readFile(join(root, file), 'utf8')).toBe('original');
   });
+
+  describe('discarding the side files of an ended job', () => {
+    const discardJob = (files: string[]) => ({ jobId: 'job-2', backupId: 'b2', vmId: 'vm', repository: startJob().repository, files });
+
+    it('removes the .zside and every .zpart next to the files, nothing else, and reports what was there', async () => {
+      await writeFile(join(root, `${file}.zside`), 'side');
+      await writeFile(join(root, `${file}.a1.zpart`), 'part 1');
+      await writeFile(join(root, `${file}.a3.zpart`), 'part 3');
+      await writeFile(join(root, 'vm/chain/b2/v2.qcow2.zside'), 'another volume, not asked for');
+      await executor.discard(discardJob([file]));
+      expect(await files()).toEqual(['manifest.json', 'v1.qcow2', 'v2.qcow2.zside']);
+      expect(await readFile(join(root, file), 'utf8')).toBe('original');
+      expect(reports).toEqual([
+        { type: 'CompressionSideFilesDiscarded', vmId: 'vm', backupId: 'b2', jobId: 'job-2', hostName: 'host-1', removed: [`${file}.a1.zpart`, `${file}.a3.zpart`, `${file}.zside`], at: expect.any(String) },
+      ]);
+      // Again (e.g. a redelivery): nothing is left, and it says so.
+      await executor.discard(discardJob([file]));
+      expect(reports[1]).toMatchObject({ type: 'CompressionSideFilesDiscarded', removed: [] });
+    });
+
+    it('a backup directory that is gone (the backup was deleted) has nothing left; nothing is created', async () => {
+      await executor.discard(discardJob(['vm/chain/gone/v1.qcow2']));
+      expect(reports[0]).toMatchObject({ type: 'CompressionSideFilesDiscarded', removed: [] });
+      expect(await readdir(join(root, 'vm/chain'))).toEqual(['b2']);
+    });
+
+    it('refuses a file outside the repository and reports nothing', async () => {
+      const outside = await mkdtemp(join(tmpdir(), 'strata-outside-'));
+      try {
+        await writeFile(join(outside, 'x.qcow2.zside'), 'not ours');
+        await expect(executor.discard(discardJob([`../${basename(outside)}/x.qcow2`]))).rejects.toThrow(/not inside the repository/);
+        expect(await readdir(outside)).toEqual(['x.qcow2.zside']);
+        expect(reports).toEqual([]);
+      } finally {
+        await rm(outside, { recursive: true, force: true });
+      }
+    });
+
+    it('stops an attempt of the job still running here, which removes what it wrote', async () => {
+      let release: () => void = () => undefined;
+      qemu.convertImpl = async (_s, target, options) => {
+        await writeFile(target, 'half');
+        await new Promise<void>((r) => {
+          release = r;
+          options.signal?.addEventListener('abort', () => r());
+        });
+      };
+      const attempt = executor.start(startJob({ jobId: 'job-2' }));
+      await new Promise((r) => setTimeout(r, 50));
+      await executor.discard(discardJob([file]));
+      release();
+      await attempt;
+      expect(reports.map((r) => r.type)).toEqual(['CompressionSideFilesDiscarded', 'CompressionFailed']);
+      expect(reports[1]).toMatchObject({ reason: 'cancelled: the compression job has ended' });
+      expect(await files()).toEqual(['manifest.json', 'v1.qcow2']);
+    });
+  });
 });

@@ -1,9 +1,9 @@
 import { constants as fsConstants } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Logger } from '@strata/config';
 import { CommandFailedError, ConvertOptions, ImageInfo, QemuImgDriver } from '@strata/hypervisor';
-import { AgentReport, CompressedSideFileReport, FinalizeCompressionJobData, PARTIAL_SIDE_SUFFIX, RepositoryAccess, SIDE_SUFFIX, StartCompressionJobData } from '@strata/jobs';
+import { AgentReport, CompressedSideFileReport, DiscardSideFilesJobData, FinalizeCompressionJobData, PARTIAL_SIDE_SUFFIX, RepositoryAccess, SIDE_SUFFIX, StartCompressionJobData } from '@strata/jobs';
 
 /** Why an attempt did not succeed, in the words the job list shows (`lasterror`). */
 export class CompressionAttemptError extends Error {
@@ -69,6 +69,10 @@ type Report = (r: AgentReport) => Promise<void>;
  *
  * Every attempt ends at its deadline: the qemu-img process is killed (and dies with the agent too, see
  * DieWithParentRunner), and the attempt reports a failure.
+ *
+ * Discarding: a job that ended without compressing (retries used up, or cancelled) may have left side
+ * files nothing will swap in; the scheduler sends their backup's files here and every `.zside` and
+ * `.zpart` next to them goes (never the backup's own file).
  */
 export class CompressionExecutor {
   private readonly running = new Map<string, AbortController>();
@@ -163,6 +167,32 @@ export class CompressionExecutor {
       await this.recordInManifest(join(root, dirname(job.volumes[0].file)), compressionType, done).catch((e: Error) => this.logger.warn(`compression ${job.jobId}: manifest not updated: ${e.message}`));
       return { kind: 'finalized' as const, volumes: done };
     }));
+  }
+
+  /** Removes the side files an ended job left next to the backup's files, then reports what was there. */
+  async discard(job: DiscardSideFilesJobData): Promise<void> {
+    // The job is over: an attempt of it still running here (a stale one) stops and removes what it wrote.
+    for (const [key, controller] of this.running) if (key.startsWith(`${job.jobId}:`)) controller.abort(new CompressionAttemptError('cancelled: the compression job has ended'));
+    const removed = await this.repositories.withRepository(job.repository, async (root) => {
+      const found: string[] = [];
+      for (const relative of job.files) {
+        const file = resolve(root, relative);
+        if (!file.startsWith(resolve(root) + sep)) throw new CompressionAttemptError(`${relative} is not inside the repository`);
+        const dir = dirname(file);
+        // A deleted backup's directory may be gone already: then so are its side files.
+        const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e)));
+        const partPrefix = `${basename(file)}.a`;
+        const leftOver = [...names].sort().filter((n) => n === basename(sideFileOf(file)) || (n.startsWith(partPrefix) && n.endsWith(PARTIAL_SIDE_SUFFIX)));
+        for (const name of leftOver) {
+          await rm(join(dir, name), { force: true });
+          found.push(join(dirname(relative), name));
+        }
+        if (leftOver.length) await fsyncPath(dir, true);
+      }
+      return found;
+    });
+    await this.report({ type: 'CompressionSideFilesDiscarded', vmId: job.vmId, backupId: job.backupId, jobId: job.jobId, hostName: this.hostName, removed, at: new Date().toISOString() });
+    this.logger.log(`compression ${job.jobId} of backup ${job.backupId} ended without compressing: ${removed.length ? `removed ${removed.join(', ')}` : 'no side file was left'}`);
   }
 
   /** Stops a running attempt (its backup is being deleted); an attempt not started yet will not start. */

@@ -24,6 +24,8 @@ export function createCompressionWorker(config: AgentConfig, hostId: string, exe
           return executor.finalize(j.data);
         case 'cancelCompression':
           return executor.cancel(j.data);
+        case 'discardCompressionSideFiles':
+          return executor.discard(j.data);
         default:
           throw new Error(`unknown compression job ${job.name}`);
       }

@@ -65,6 +65,8 @@ export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: 
           return compression.succeeded(report);
         case 'CompressionFailed':
           return compression.failed(report);
+        case 'CompressionSideFilesDiscarded':
+          return compression.sideFilesDiscarded(report);
         case 'BackupRemovalSucceeded':
           if (!removals) throw new Error('this management plane does not handle backup removals');
           return removals.succeeded(report);

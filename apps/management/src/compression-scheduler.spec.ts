@@ -20,4 +20,17 @@ describe('CompressionSettings', () => {
     expect(s.attempt('zone-2').minimumFreeStorage).toBe(1);
     expect(new CompressionSettings([]).taskEnabled).toBe(true);
   });
+
+  it("takes a host's own per-host limit over the global one, and host rows only for settings with a host override", () => {
+    const perHost = 'backup.compression.max.concurrent.compressions.per.host';
+    const withHosts = new CompressionSettings([
+      { name: perHost, scope_key: 'global', value: '2' },
+      { name: perHost, scope_key: 'host:h-1', value: '1' },
+      { name: 'backup.compression.coroutines', scope_key: 'host:h-1', value: '7' },
+    ]);
+    expect(withHosts.perHost('h-1')).toBe(1);
+    expect(withHosts.perHost('h-2')).toBe(2);
+    expect(new CompressionSettings([{ name: perHost, scope_key: 'host:h-1', value: '-1' }]).perHost('h-2')).toBe(5);
+    expect(withHosts.number('backup.compression.coroutines', null, 'h-1')).toBe(1);
+  });
 });

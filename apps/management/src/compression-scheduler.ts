@@ -2,10 +2,20 @@ import { Queue } from 'bullmq';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { CompressionUseCase, CompressionPolicySource } from '@strata/application';
-import { CompressionAttemptSettings, CompressionLibrary, CompressionSideFile, CompressionStarted, DomainError, findSetting, planCompressionStarts } from '@strata/domain';
+import { CompressionAttemptSettings, CompressionJobStatus, CompressionLibrary, CompressionSideFile, CompressionStarted, DomainError, findSetting, planCompressionStarts, sideFilesLeftBehind } from '@strata/domain';
 import { Checkpoint, EventStore } from '@strata/event-store';
-import { CompressionHostJob, compressionCancelQueueJobId, compressionQueueJobId, FinalizeCompressionJobData, hostCompressionQueueName, RepositoryAccess, StartCompressionJobData } from '@strata/jobs';
-import { BackupRepositoryView, BackupView, effectiveSetting, ProjectionWaiter } from '@strata/read-models';
+import {
+  CompressionHostJob,
+  compressionCancelQueueJobId,
+  compressionDiscardQueueJobId,
+  compressionQueueJobId,
+  DiscardSideFilesJobData,
+  FinalizeCompressionJobData,
+  hostCompressionQueueName,
+  RepositoryAccess,
+  StartCompressionJobData,
+} from '@strata/jobs';
+import { BackupRepositoryView, BackupView, effectiveSetting, hostScopeKey, ProjectionWaiter } from '@strata/read-models';
 import { Logger } from '@strata/config';
 import { backupFile } from './host-job-builder';
 
@@ -30,7 +40,7 @@ export interface CompressionSchedulerOptions {
   clock?: () => Date;
 }
 
-/** The backup.compression.* settings as one snapshot (global values, zone overrides where the setting allows). */
+/** The backup.compression.* settings as one snapshot (global values, zone and host overrides where the setting allows). */
 export class CompressionSettings {
   constructor(private readonly rows: { name: string; scope_key: string; value: string }[]) {}
 
@@ -38,15 +48,21 @@ export class CompressionSettings {
     return new CompressionSettings(await db.query(`SELECT name, scope_key, value FROM configuration_values WHERE name LIKE 'backup.compression.%'`));
   }
 
-  value(name: string, zoneId: string | null = null): string {
+  value(name: string, zoneId: string | null = null, hostId: string | null = null): string {
     const def = findSetting(name);
     if (!def) throw new Error(`unknown setting ${name}`);
-    const zoned = zoneId && def.scope === 'zone' ? this.rows.find((r) => r.name === name && r.scope_key === zoneId) : undefined;
-    return (zoned ?? this.rows.find((r) => r.name === name && r.scope_key === 'global'))?.value ?? def.defaultValue;
+    const own = hostId && def.hostOverride ? hostScopeKey(hostId) : zoneId && def.scope === 'zone' ? zoneId : null;
+    const overridden = own ? this.rows.find((r) => r.name === name && r.scope_key === own) : undefined;
+    return (overridden ?? this.rows.find((r) => r.name === name && r.scope_key === 'global'))?.value ?? def.defaultValue;
   }
 
-  number(name: string, zoneId: string | null = null): number {
-    return Number(this.value(name, zoneId));
+  number(name: string, zoneId: string | null = null, hostId: string | null = null): number {
+    return Number(this.value(name, zoneId, hostId));
+  }
+
+  /** backup.compression.max.concurrent.compressions.per.host as it applies on one host. */
+  perHost(hostId: string): number {
+    return this.number('backup.compression.max.concurrent.compressions.per.host', null, hostId);
   }
 
   get taskEnabled(): boolean {
@@ -80,7 +96,7 @@ interface JobRow {
   vm_id: string;
   zone_id: string;
   type: 'Starting' | 'Finalizing';
-  status: string;
+  status: CompressionJobStatus;
   library: CompressionLibrary;
   attempts: number;
   host_id: string | null;
@@ -102,7 +118,8 @@ interface JobRow {
  *    model are counted against the per-host and per-zone limits (planCompressionStarts), each start is an
  *    event decided on the VM's stream (which refuses a Finalizing swap while the chain is read), and the
  *    attempt goes to the host's compression queue;
- * 4. passes cancellations on to the hosts of running attempts.
+ * 4. passes cancellations on to the hosts of running attempts;
+ * 5. has a host of the zone remove the side files of jobs that ended without compressing (sideFilesLeftBehind).
  *
  * Why the limits hold, restarts included: only this instance starts attempts; before it counts, the read
  * models include every start it (or an earlier instance) appended: at start-up it waits until the
@@ -124,6 +141,8 @@ export class CompressionScheduler {
   private loop: Promise<void> = Promise.resolve();
   private lastAppend: Checkpoint | null = null;
   private readonly refusals = new Map<string, string>();
+  /** Jobs whose side files a host was asked to discard, and which host: asked again only when that host is no longer Up. */
+  private readonly discards = new Map<string, string>();
 
   constructor(
     private readonly deps: CompressionSchedulerDeps,
@@ -237,6 +256,7 @@ export class CompressionScheduler {
     await this.lapseSilentAttempts(now);
     if (settings.taskEnabled) await this.startWhatFits(now, settings);
     await this.passOnCancellations();
+    await this.discardLeftSideFiles();
   }
 
   /** Step 1: a Starting job for each completed backup of a `compress` offering that has none. */
@@ -287,7 +307,7 @@ export class CompressionScheduler {
       due.map((j) => ({ jobId: j.id, type: j.type, zoneId: j.zone_id, preferredHostId: j.preferred_host_id, scheduledAt: new Date(j.scheduled_date) })),
       running.map((r) => ({ jobId: r.id, type: r.type, zoneId: r.zone_id, hostId: r.host_id })),
       hosts.map((h) => ({ hostId: h.id, zoneId: h.zone_id, up: h.state === 'Up' })),
-      { perHost: settings.number('backup.compression.max.concurrent.compressions.per.host'), perZone: (zoneId) => settings.number('backup.compression.max.concurrent.operations', zoneId) },
+      { perHost: (hostId) => settings.perHost(hostId), perZone: (zoneId) => settings.number('backup.compression.max.concurrent.operations', zoneId) },
       now,
     );
     const byId = new Map(due.map((j) => [j.id, j]));
@@ -323,6 +343,48 @@ export class CompressionScheduler {
     }
   }
 
+  /**
+   * Step 5: side files nothing will swap in (the job failed for good, or was cancelled) go, removed by a
+   * host (the one of the job's last attempt when it is Up, else any Up host of the zone: all reach the
+   * zone's repositories). The host reports what it removed, which ends this for the job; BullMQ retries a
+   * host that could not reach the repository, and another host is asked when that one goes down.
+   */
+  private async discardLeftSideFiles(): Promise<void> {
+    // The SQL narrows to what sideFilesLeftBehind accepts (so old, finished jobs never crowd the batch).
+    const rows: JobRow[] = await this.deps.db.query(
+      `SELECT * FROM backup_compression_jobs WHERE status IN ('Failed', 'Cancelled') AND NOT side_files_discarded AND (type = 'Finalizing' OR attempts > 0) ORDER BY removed, id LIMIT 100`,
+    );
+    const left = rows.filter((j) => sideFilesLeftBehind({ type: j.type, status: j.status, attempts: j.attempts, sideFilesDiscarded: false }));
+    for (const id of this.discards.keys()) if (!left.some((j) => j.id === id)) this.discards.delete(id);
+    if (left.length === 0) return;
+    const up: { id: string; zone_id: string }[] = await this.deps.db.query(`SELECT id, zone_id FROM hosts WHERE state = 'Up' ORDER BY id`);
+    for (const j of left) {
+      const inZone = up.filter((h) => h.zone_id === j.zone_id).map((h) => h.id);
+      const hostId = j.host_id && inZone.includes(j.host_id) ? j.host_id : inZone[0];
+      if (!hostId || this.discards.get(j.id) === hostId) continue;
+      this.discards.set(j.id, hostId);
+      try {
+        const data = await this.discardJob(j);
+        await this.queue(hostId).add('discardCompressionSideFiles', data, { jobId: compressionDiscardQueueJobId(j.id, hostId), attempts: 8, backoff: { type: 'exponential', delay: 5000 }, ...KEEP });
+        this.deps.logger.log(`compression job ${j.id} (${j.type}) of backup ${j.backup_id} is ${j.status}: host ${hostId} removes the side files it left`);
+      } catch (error) {
+        this.deps.logger.error(`compression job ${j.id}: its side files cannot be discarded: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  private async discardJob(j: JobRow): Promise<DiscardSideFilesJobData> {
+    const backup = await this.deps.db.getRepository(BackupView).findOneOrFail({ where: { id: j.backup_id } });
+    const repository = await this.repositoryAccess(backup.repositoryId);
+    const files = j.side_files.length ? j.side_files.map((f) => f.file) : backup.volumes.map((v) => backupFile(backup.vmId, backup.chainId, backup.id, v.volumeId));
+    return { jobId: j.id, backupId: j.backup_id, vmId: j.vm_id, repository, files };
+  }
+
+  private async repositoryAccess(repositoryId: string): Promise<RepositoryAccess> {
+    const repo = await this.deps.db.getRepository(BackupRepositoryView).findOneOrFail({ where: { id: repositoryId } });
+    return { repositoryId: repo.id, type: repo.type as RepositoryAccess['type'], address: repo.address, mountOptions: repo.mountOptions, encryptedCredentials: repo.encryptedCredentials };
+  }
+
   /** After a restart: every Running attempt is (again) on its host's queue; a job id already there is not added twice. */
   private async reenqueueRunning(): Promise<void> {
     const rows: JobRow[] = await this.deps.db.query(`SELECT * FROM backup_compression_jobs WHERE status = 'Running' AND NOT cancel_requested`);
@@ -343,8 +405,7 @@ export class CompressionScheduler {
   private async enqueue(j: JobRow): Promise<void> {
     if (!j.host_id || !j.deadline || !j.settings) throw new Error(`compression job ${j.id} has no running attempt`);
     const backup = await this.deps.db.getRepository(BackupView).findOneOrFail({ where: { id: j.backup_id } });
-    const repo = await this.deps.db.getRepository(BackupRepositoryView).findOneOrFail({ where: { id: backup.repositoryId } });
-    const repository: RepositoryAccess = { repositoryId: repo.id, type: repo.type as RepositoryAccess['type'], address: repo.address, mountOptions: repo.mountOptions, encryptedCredentials: repo.encryptedCredentials };
+    const repository = await this.repositoryAccess(backup.repositoryId);
     const base = { jobId: j.id, backupId: j.backup_id, vmId: j.vm_id, attempt: j.attempts, repository, deadline: new Date(j.deadline).toISOString(), timeoutSeconds: j.settings.timeoutSeconds };
     let job: CompressionHostJob;
     if (j.type === 'Starting') {

@@ -4,6 +4,7 @@ export const Streams = {
   nativeOffering: (offeringId: string) => `nativeOffering-${offeringId}`,
   backupOffering: (offeringId: string) => `backupOffering-${offeringId}`,
   settings: (zoneId: string | null) => `settings-${zoneId ?? 'global'}`,
+  hostSettings: (hostId: string) => `hostSettings-${hostId}`,
   apiUser: (userId: string) => `apiUser-${userId}`,
   asyncJob: (jobId: string) => `asyncJob-${jobId}`,
   vmBackups: (vmId: string) => `vmBackups-${vmId}`,

@@ -11,6 +11,7 @@ import type { RepositoryAccess } from './host-jobs';
 export const hostCompressionQueueName = (hostId: string) => `host.${hostId}.compression`;
 export const compressionQueueJobId = (jobId: string, attempt: number) => `compression-${jobId}-${attempt}`;
 export const compressionCancelQueueJobId = (jobId: string, attempt: number) => `compression-cancel-${jobId}-${attempt}`;
+export const compressionDiscardQueueJobId = (jobId: string, hostId: string) => `compression-discard-${jobId}-${hostId}`;
 
 /** Suffix of a side file while qemu-img writes it (never swapped in). */
 export const PARTIAL_SIDE_SUFFIX = '.zpart';
@@ -45,11 +46,22 @@ export interface FinalizeCompressionJobData extends CompressionAttemptBase {
   volumes: { volumeId: string; file: string; sideFile: string; sideBytes: number; sideInode: string; originalBytes: number }[];
 }
 
+/** Remove the side files a Failed or Cancelled job left next to these files of a backup (idempotent). */
+export interface DiscardSideFilesJobData {
+  jobId: string;
+  backupId: string;
+  vmId: string;
+  repository: RepositoryAccess;
+  /** The backup's files, relative to the repository root: `<file>.zside` and `<file>.a<n>.zpart` go. */
+  files: string[];
+}
+
 export type CompressionHostJob =
   | { name: 'startCompression'; data: StartCompressionJobData }
   | { name: 'finalizeCompression'; data: FinalizeCompressionJobData }
   /** Stop a running attempt (its backup is being deleted); the attempt then reports a failure. */
-  | { name: 'cancelCompression'; data: { jobId: string; attempt: number } };
+  | { name: 'cancelCompression'; data: { jobId: string; attempt: number } }
+  | { name: 'discardCompressionSideFiles'; data: DiscardSideFilesJobData };
 
 export interface CompressedSideFileReport {
   volumeId: string;
@@ -73,4 +85,6 @@ export type CompressionReport =
         | { kind: 'finalized'; volumes: { volumeId: string; compressedBytes: number; uncompressedBytes: number }[] };
       at: string;
     }
-  | { type: 'CompressionFailed'; vmId: string; backupId: string; jobId: string; attempt: number; hostName: string; reason: string; at: string };
+  | { type: 'CompressionFailed'; vmId: string; backupId: string; jobId: string; attempt: number; hostName: string; reason: string; at: string }
+  /** `removed`: the side files that were there (relative to the repository root). */
+  | { type: 'CompressionSideFilesDiscarded'; vmId: string; backupId: string; jobId: string; hostName: string; removed: string[]; at: string };

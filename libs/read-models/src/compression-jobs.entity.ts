@@ -30,6 +30,8 @@ export class BackupCompressionJobView {
   @Column('timestamptz', { nullable: true }) removed!: Date | null;
   @Column('text', { name: 'last_error', nullable: true }) lastError!: string | null;
   @Column('boolean', { name: 'cancel_requested', default: false }) cancelRequested!: boolean;
+  /** A host removed the side files this (Failed or Cancelled) job left; see sideFilesLeftBehind. */
+  @Column('boolean', { name: 'side_files_discarded', default: false }) sideFilesDiscarded!: boolean;
   @Column('jsonb', { name: 'side_files', default: () => `'[]'` }) sideFiles!: { volumeId: string; file: string; sideFile: string; sideBytes: number; sideInode: string; originalBytes: number }[];
   /** Settings of the running (or last) attempt. */
   @Column('jsonb', { nullable: true }) settings!: { coroutines: number; rateLimitMBps: number; minimumFreeStorage: number; timeoutSeconds: number } | null;

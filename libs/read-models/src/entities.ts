@@ -67,7 +67,7 @@ export class BackupOfferingView {
 @Entity('configuration_values')
 export class ConfigurationValueView {
   @PrimaryColumn('text') name!: string;
-  /** `global` or the zone id. */
+  /** `global`, the zone id, or `host:<hostId>` (hostScopeKey). */
   @PrimaryColumn('text', { name: 'scope_key' }) scopeKey!: string;
   @Column('text') value!: string;
   @Column('boolean') secret!: boolean;

@@ -1,6 +1,9 @@
 import { DataSource } from 'typeorm';
 import { findSetting } from '@strata/domain';
 
+/** `configuration_values.scope_key` of a host's own values (zone values are keyed by the zone id, global ones by `global`). */
+export const hostScopeKey = (hostId: string) => `host:${hostId}`;
+
 /** The value in force: the zone's own (for zone-scoped settings), else the global one, else the default. */
 export async function effectiveSetting(db: DataSource, name: string, zoneId: string | null): Promise<string> {
   const def = findSetting(name);

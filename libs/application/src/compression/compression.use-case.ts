@@ -76,6 +76,15 @@ export class CompressionUseCase {
     await this.handle(vmId, { type: 'FailCompressionAttempt', data: { jobId, attempt, hostId, reason, maxRetries, retryIntervalMs, at } }, (_e, i) => deterministicId(jobId, String(attempt), 'failed', String(i)));
   }
 
+  /** A host removed the side files a Failed or Cancelled job left. */
+  async sideFilesDiscarded(report: Report<'CompressionSideFilesDiscarded'>): Promise<void> {
+    await this.handle(
+      report.vmId,
+      { type: 'RecordSideFilesDiscarded', data: { jobId: report.jobId, hostId: hostIdFor(report.hostName), removed: report.removed, at: new Date(report.at) } },
+      () => deterministicId(report.jobId, 'side-files-discarded'),
+    );
+  }
+
   /**
    * deleteBackup calls this first: scheduled jobs end now, a running attempt is asked to stop (the
    * compression scheduler tells its host) and the job ends when the host reports.

@@ -3,7 +3,7 @@ import { DomainError } from '../domain-error';
 import { backupChainDecider, RequestBackupCommand } from '../backups/backup-chain.decider';
 import { BackupChainEvent } from '../backups/backup-chain.events';
 import { deciderSpecification } from '../testing/decider-specification';
-import { backupCompressionDecider, BackupCompressionState, compressionTouchesFiles } from './backup-compression.decider';
+import { backupCompressionDecider, BackupCompressionState, compressionTouchesFiles, sideFilesLeftBehind } from './backup-compression.decider';
 import { CompressionAttemptSettings, CompressionSideFile } from './backup-compression.events';
 
 const t0 = new Date('2026-11-22T10:00:00Z');
@@ -223,6 +223,45 @@ describe('backup compression decider', () => {
     it('does nothing when nothing is pending', () => {
       spec.given(completed).when(cancel()).thenNothingHappens();
       spec.given(then(then(sidesWritten, start('final-b1', 11)), finalized())).when(cancel()).thenNothingHappens();
+    });
+  });
+
+  describe('side files left behind', () => {
+    const cancel = (seconds = 30) => ({ type: 'CancelCompression' as const, data: { backupId: 'b1', reason: 'backup deleted', at: at(seconds) } });
+    const discarded = (jobId: string, seconds = 50) => ({ type: 'RecordSideFilesDiscarded' as const, data: { jobId, hostId: 'h2', removed: ['vm-1/b1/b1/v1.qcow2.zside'], at: at(seconds) } });
+    const left = (history: DomainEvent[], jobId: string) => sideFilesLeftBehind(stateOf(history).jobs[jobId]);
+    const finalizingFailed = then(then(sidesWritten, start('final-b1', 11)), fail(1, 12, 0, 'final-b1'));
+
+    it('a Finalizing job that failed for good, or was cancelled, leaves the Starting job\'s side files', () => {
+      expect(stateOf(finalizingFailed).jobs['final-b1'].status).toBe('Failed');
+      expect(left(finalizingFailed, 'final-b1')).toBe(true);
+      expect(left(then(sidesWritten, cancel()), 'final-b1')).toBe(true); // scheduled, never ran: the side files are there
+      expect(left(then(then(sidesWritten, start('final-b1', 11)), finalized(1, 40)), 'final-b1')).toBe(false); // swapped in
+    });
+
+    it('a Starting job leaves files only when an attempt ran and the job did not hand them on', () => {
+      expect(left(then(scheduled, cancel()), 'start-b1')).toBe(false); // never ran
+      expect(left(then(then(running, cancel()), wrote(1, 'start-b1', 33)), 'start-b1')).toBe(true); // completed after the cancel
+      expect(left(then(running, fail(1, 5, 0)), 'start-b1')).toBe(true); // e.g. a lapsed attempt of a dead agent
+      expect(left(sidesWritten, 'start-b1')).toBe(false); // Done: the Finalizing job owns them
+      expect(left(then(running, fail(1, 5, 2)), 'start-b1')).toBe(false); // a retry will come
+      expect(left(running, 'start-b1')).toBe(false);
+    });
+
+    it('records the discard once; the job no longer leaves anything', () => {
+      spec.given(finalizingFailed).when(discarded('final-b1')).then([
+        { type: 'CompressionSideFilesDiscarded', data: { jobId: 'final-b1', backupId: 'b1', type: 'Finalizing', hostId: 'h2', removed: ['vm-1/b1/b1/v1.qcow2.zside'], discardedAt: at(50).toISOString() } },
+      ]);
+      const done = then(finalizingFailed, discarded('final-b1'));
+      expect(left(done, 'final-b1')).toBe(false);
+      spec.given(done).when(discarded('final-b1', 60)).thenNothingHappens();
+      expect(stateOf(done).chain.swapping).toEqual({});
+    });
+
+    it('refuses a discard for a job that may still use its side files, or an unknown job', () => {
+      spec.given(sidesWritten).when(discarded('start-b1')).thenThrows('conflict');
+      spec.given(then(sidesWritten, start('final-b1', 11))).when(discarded('final-b1')).thenThrows('conflict');
+      spec.given(sidesWritten).when(discarded('nope')).thenThrows('not_found');
     });
   });
 });

@@ -38,6 +38,8 @@ export interface CompressionJobState {
   /** deleteBackup asked to stop this job while an attempt ran: it ends with that attempt, without retry. */
   cancelRequested: boolean;
   sideFiles: CompressionSideFile[];
+  /** A host removed what side files the job left (see sideFilesLeftBehind). */
+  sideFilesDiscarded: boolean;
 }
 
 export interface BackupCompressionState {
@@ -66,7 +68,9 @@ export type BackupCompressionCommand =
     }
   | { type: 'FailCompressionAttempt'; data: { jobId: string; attempt: number; hostId: string; reason: string; maxRetries: number; retryIntervalMs: number; at: Date } }
   /** deleteBackup: scheduled jobs end at once, running ones stop with their current attempt. */
-  | { type: 'CancelCompression'; data: { backupId: string; reason: string; at: Date } };
+  | { type: 'CancelCompression'; data: { backupId: string; reason: string; at: Date } }
+  /** A host removed the side files a Failed or Cancelled job left (`removed`: those it found). */
+  | { type: 'RecordSideFilesDiscarded'; data: { jobId: string; hostId: string; removed: string[]; at: Date } };
 
 const ENDED: readonly CompressionJobStatus[] = ['Done', 'Failed', 'Cancelled'];
 const isCompressionEvent = (e: DomainEvent): e is BackupCompressionEvent => (BACKUP_COMPRESSION_EVENT_TYPES as readonly string[]).includes(e.type);
@@ -79,6 +83,18 @@ export function activeCompressionJobs(state: BackupCompressionState, backupId: s
 /** Whether any compression of the backup may still touch its files (deleteBackup waits until it is false). */
 export function compressionTouchesFiles(state: BackupCompressionState, backupId: string): boolean {
   return activeCompressionJobs(state, backupId).some((j) => j.status === 'Running');
+}
+
+/**
+ * Whether a job may have left side files on the repository that nothing will use: it ended without
+ * compressing (Failed, or Cancelled by deleteBackup), and either it is a Finalizing job (the Starting job's
+ * side files were never swapped in, or only some of them) or it is a Starting job that ran (an attempt
+ * that died with its agent, or one that completed after the job was cancelled, leaves its files), and no
+ * host has removed them yet. The compression scheduler has a host remove them.
+ */
+export function sideFilesLeftBehind(job: Pick<CompressionJobState, 'type' | 'status' | 'attempts' | 'sideFilesDiscarded'>): boolean {
+  if (job.sideFilesDiscarded || (job.status !== 'Failed' && job.status !== 'Cancelled')) return false;
+  return job.type === 'Finalizing' || job.attempts > 0;
 }
 
 function requireJob(state: BackupCompressionState, jobId: string): CompressionJobState {
@@ -200,6 +216,13 @@ export const backupCompressionDecider: Decider<BackupCompressionCommand, DomainE
         if (cancelledJobIds.length === 0 && stoppingJobIds.length === 0) return [];
         return [{ type: 'CompressionCancelled', data: { backupId: d.backupId, reason: d.reason, cancelledJobIds, stoppingJobIds, cancelledAt: d.at.toISOString() } }];
       }
+      case 'RecordSideFilesDiscarded': {
+        const d = command.data;
+        const job = requireJob(state, d.jobId);
+        if (job.sideFilesDiscarded) return []; // a repeated report
+        if (!sideFilesLeftBehind(job)) throw conflict(`compression job ${d.jobId} is ${job.status}: it has no side files to discard`);
+        return [{ type: 'CompressionSideFilesDiscarded', data: { jobId: job.jobId, backupId: job.backupId, type: job.type, hostId: d.hostId, removed: d.removed, discardedAt: d.at.toISOString() } }];
+      }
     }
   },
 
@@ -232,6 +255,7 @@ export const backupCompressionDecider: Decider<BackupCompressionCommand, DomainE
           running: null,
           cancelRequested: false,
           sideFiles: d.sideFiles,
+          sideFilesDiscarded: false,
         };
         return { ...next, jobs: { ...next.jobs, [d.jobId]: job }, jobsByBackup: { ...next.jobsByBackup, [d.backupId]: [...(next.jobsByBackup[d.backupId] ?? []), d.jobId] } };
       }
@@ -254,6 +278,8 @@ export const backupCompressionDecider: Decider<BackupCompressionCommand, DomainE
       }
       case 'CompressionJobStopped':
         return update(event.data.jobId, { status: 'Cancelled', running: null });
+      case 'CompressionSideFilesDiscarded':
+        return update(event.data.jobId, { sideFilesDiscarded: true });
     }
   },
 };

@@ -93,6 +93,15 @@ export type CompressionJobStopped = DomainEvent<
   { jobId: string; backupId: string; type: CompressionJobType; attempt: number; outcome: 'succeeded' | 'failed'; detail: string; stoppedAt: string }
 >;
 
+/**
+ * A host removed the side files a job that ended without compressing (Failed or Cancelled) may have left
+ * next to the backup's files (`.zside`, and `.zpart` of attempts that died); `removed` lists what was there.
+ */
+export type CompressionSideFilesDiscarded = DomainEvent<
+  'CompressionSideFilesDiscarded',
+  { jobId: string; backupId: string; type: CompressionJobType; hostId: string; removed: string[]; discardedAt: string }
+>;
+
 export type BackupCompressionEvent =
   | CompressionJobScheduled
   | CompressionStarted
@@ -101,7 +110,8 @@ export type BackupCompressionEvent =
   | CompressionAttemptFailed
   | CompressionFailed
   | CompressionCancelled
-  | CompressionJobStopped;
+  | CompressionJobStopped
+  | CompressionSideFilesDiscarded;
 
 export const BACKUP_COMPRESSION_EVENT_TYPES: readonly BackupCompressionEvent['type'][] = [
   'CompressionJobScheduled',
@@ -112,4 +122,5 @@ export const BACKUP_COMPRESSION_EVENT_TYPES: readonly BackupCompressionEvent['ty
   'CompressionFailed',
   'CompressionCancelled',
   'CompressionJobStopped',
+  'CompressionSideFilesDiscarded',
 ];

@@ -10,7 +10,7 @@ const hosts: CompressionHost[] = [
 ];
 const starting = (n: number, over: Partial<WaitingCompressionJob> = {}): WaitingCompressionJob[] =>
   Array.from({ length: n }, (_, i) => ({ jobId: `s${String(i).padStart(2, '0')}`, type: 'Starting' as const, zoneId: 'z1', preferredHostId: 'h1', scheduledAt: ago(100 - i), ...over }));
-const limits = (perHost: number, perZone: number) => ({ perHost, perZone: () => perZone });
+const limits = (perHost: number, perZone: number) => ({ perHost: () => perHost, perZone: () => perZone });
 const count = (plan: { hostId: string }[]) => plan.reduce<Record<string, number>>((m, p) => ({ ...m, [p.hostId]: (m[p.hostId] ?? 0) + 1 }), {});
 
 describe('planCompressionStarts', () => {
@@ -63,8 +63,17 @@ describe('planCompressionStarts', () => {
     expect(planCompressionStarts(starting(2), [], down, limits(5, 5), now)).toEqual([]);
     const z2 = starting(3, { zoneId: 'z2', preferredHostId: null });
     const perZone = (z: string) => (z === 'z1' ? 1 : 2);
-    const plan = planCompressionStarts([...starting(3), ...z2], [], hosts, { perHost: -1, perZone }, now);
+    const plan = planCompressionStarts([...starting(3), ...z2], [], hosts, { perHost: () => -1, perZone }, now);
     expect(count(plan)).toEqual({ h1: 1, h9: 2 });
+  });
+
+  it('a host with its own per-host limit is held to it, the others to theirs', () => {
+    const perHost = (h: string) => (h === 'h1' ? 1 : h === 'h2' ? -1 : 2);
+    const plan = planCompressionStarts(starting(10), [], hosts.slice(0, 3), { perHost, perZone: () => -1 }, now);
+    expect(count(plan)).toEqual({ h1: 1, h2: 7, h3: 2 });
+    expect(plan[0]).toEqual({ jobId: 's00', hostId: 'h1' }); // the preferred host, up to its own limit
+    const running: RunningCompressionJob[] = [{ jobId: 'r1', type: 'Starting', zoneId: 'z1', hostId: 'h1' }];
+    expect(count(planCompressionStarts(starting(3), running, [hosts[0]], { perHost, perZone: () => -1 }, now))).toEqual({});
   });
 
   it('a Finalizing job whose host is gone goes to another Up host of its zone', () => {

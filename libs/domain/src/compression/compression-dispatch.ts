@@ -4,8 +4,8 @@ import { CompressionJobType } from './backup-compression.events';
  * Which waiting compression jobs start now, and where. Pure: the scheduler hands in what the read models
  * say (every Running job, every host) and the limits in force, and starts exactly what this returns.
  *
- * - Starting jobs: at most `perHost` running on one host and `perZone(zone)` running in one zone (below 1:
- *   unlimited). A job runs on its preferred host (the one that took the backup) when that host is Up and
+ * - Starting jobs: at most `perHost(host)` running on one host (a host's own limit, or the global one) and
+ *   `perZone(zone)` running in one zone (below 1: unlimited). A job runs on its preferred host (the one that took the backup) when that host is Up and
  *   has room, else on the Up host of its zone with the fewest running Starting jobs (any host of a zone
  *   reaches the zone's repositories).
  * - Finalizing jobs ignore both limits; they go to their preferred host (the one that wrote the side
@@ -34,7 +34,7 @@ export interface CompressionHost {
 }
 
 export interface CompressionLimits {
-  perHost: number;
+  perHost: (hostId: string) => number;
   perZone: (zoneId: string) => number;
 }
 
@@ -77,7 +77,10 @@ export function planCompressionStarts(
     } else {
       const zoneLimit = limits.perZone(job.zoneId);
       if (limited(zoneLimit) && (perZone.get(job.zoneId) ?? 0) >= zoneLimit) continue;
-      const hasRoom = (h: string) => !limited(limits.perHost) || (perHost.get(h) ?? 0) < limits.perHost;
+      const hasRoom = (h: string) => {
+        const hostLimit = limits.perHost(h);
+        return !limited(hostLimit) || (perHost.get(h) ?? 0) < hostLimit;
+      };
       if (job.preferredHostId && candidates.includes(job.preferredHostId) && hasRoom(job.preferredHostId)) hostId = job.preferredHostId;
       else hostId = candidates.filter(hasRoom).sort((a, b) => (perHost.get(a) ?? 0) - (perHost.get(b) ?? 0))[0];
       if (!hostId) continue;

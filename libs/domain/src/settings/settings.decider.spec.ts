@@ -25,6 +25,26 @@ describe('settings decider', () => {
   it('changes a zone setting for a zone, with zone scope', () =>
     spec.given([]).when(change('backup.chain.size', '4', zoneId)).then([changed('backup.chain.size', '4', zoneId)]));
 
+  describe('host override', () => {
+    const hostId = '3b2e1d0c-9f8e-4d7c-8b6a-5f4e3d2c1b01';
+    const perHost = 'backup.compression.max.concurrent.compressions.per.host';
+    const onHost = (name: string, value: string, z: string | null = null) => ({ type: 'ChangeSetting' as const, data: { name, zoneId: z, hostId, value, at, by } });
+
+    it('sets a host-overridable setting for a host, with host scope and the host id', () =>
+      spec
+        .given([])
+        .when(onHost(perHost, '1'))
+        .then([{ type: 'SettingChanged', data: { name: perHost, scope: 'host', zoneId: null, hostId, value: '1', secret: false, changedAt: at.toISOString(), changedBy: by } }]));
+
+    it('refuses a setting without host override for a host, naming hostid', () => spec.given([]).when(onHost('backup.compression.max.concurrent.operations', '1')).thenThrows('invalid', 'hostid'));
+
+    it('refuses a global-only setting for a host, naming hostid', () => spec.given([]).when(onHost('backup.compression.timeout', '60')).thenThrows('invalid', 'hostid'));
+
+    it('refuses a zone and a host at once, naming hostid', () => spec.given([]).when(onHost(perHost, '1', zoneId)).thenThrows('invalid', 'hostid'));
+
+    it('a global change carries no host id', () => spec.given([]).when(change(perHost, '2')).then([changed(perHost, '2')]));
+  });
+
   it('an unchanged value decides nothing', () => spec.given([changed('backup.chain.size', '4')]).when(change('backup.chain.size', '4')).thenNothingHappens());
 
   it('a new value after an earlier change is a change', () =>

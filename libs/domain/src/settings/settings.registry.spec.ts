@@ -77,6 +77,11 @@ describe('settings registry', () => {
       expect(new Set(SETTINGS.map((d) => d.name)).size).toBe(SETTINGS.length);
     });
 
+    it('lets a host override only backup.compression.max.concurrent.compressions.per.host ("global (host override)"), a global setting', () => {
+      expect(SETTINGS.filter((d) => d.hostOverride).map((d) => d.name)).toEqual(['backup.compression.max.concurrent.compressions.per.host']);
+      expect(setting('backup.compression.max.concurrent.compressions.per.host').scope).toBe('global');
+    });
+
     it('flags the encryption passphrase, and only it, as secret', () => {
       expect(SETTINGS.filter((d) => d.secret).map((d) => d.name)).toEqual(['nas.backup.encryption.passphrase']);
     });

@@ -9,6 +9,8 @@ export interface SettingDefinition {
   defaultValue: string;
   /** `zone`: a zone may override the global value. */
   scope: SettingScope;
+  /** A host may override the global value (API.md: "global (host override)"); set with updateConfiguration hostid. */
+  hostOverride?: boolean;
   category: 'Backup' | 'Compression' | 'Validation' | 'NAS' | 'Infrastructure';
   description: string;
   min?: number;
@@ -26,7 +28,7 @@ export const SETTINGS: readonly SettingDefinition[] = [
   s({ name: 'backup.chain.size', type: 'integer', defaultValue: '8', scope: 'zone', category: 'Backup', min: -1, max: 1000, isDynamic: true, description: 'Backups per chain; 1 = every backup full; below 1 = unlimited.' }),
   s({ name: 'knib.timeout', type: 'integer', defaultValue: '43200', scope: 'zone', category: 'Backup', min: 1, max: 7 * 24 * HOUR, isDynamic: true, description: 'Seconds one backup or restore may run on a host before it is aborted.' }),
   s({ name: 'backup.compression.task.enabled', type: 'boolean', defaultValue: 'true', scope: 'global', category: 'Compression', isDynamic: true, description: 'Whether compression jobs are dispatched at all.' }),
-  s({ name: 'backup.compression.max.concurrent.compressions.per.host', type: 'integer', defaultValue: '5', scope: 'global', category: 'Compression', min: -1, max: 1000, isDynamic: true, description: 'Starting jobs running at once on one host; below 1 = unlimited.' }),
+  s({ name: 'backup.compression.max.concurrent.compressions.per.host', type: 'integer', defaultValue: '5', scope: 'global', hostOverride: true, category: 'Compression', min: -1, max: 1000, isDynamic: true, description: 'Starting jobs running at once on one host; below 1 = unlimited. A host may have its own value.' }),
   s({ name: 'backup.compression.max.concurrent.operations', type: 'integer', defaultValue: '10', scope: 'zone', category: 'Compression', min: -1, max: 10000, isDynamic: true, description: 'Starting jobs running at once in a zone; below 1 = unlimited.' }),
   s({ name: 'backup.compression.max.job.retries', type: 'integer', defaultValue: '2', scope: 'global', category: 'Compression', min: 0, max: 100, isDynamic: true, description: 'Retries after a failed compression attempt.' }),
   s({ name: 'backup.compression.retry.interval', type: 'number', defaultValue: '60', scope: 'global', category: 'Compression', min: 0, max: 7 * 24 * 60, isDynamic: true, description: 'Minutes to wait before retrying a failed compression attempt (fractions allowed: 0.5 = 30 s).' }),

@@ -10,7 +10,7 @@ import { Projection, SqlExecutor } from './projection';
  */
 export const compressionProjection: Projection = {
   name: 'compression',
-  handles: ['CompressionJobScheduled', 'CompressionStarted', 'CompressionSideFilesWritten', 'CompressionFinalized', 'CompressionAttemptFailed', 'CompressionFailed', 'CompressionCancelled', 'CompressionJobStopped'],
+  handles: ['CompressionJobScheduled', 'CompressionStarted', 'CompressionSideFilesWritten', 'CompressionFinalized', 'CompressionAttemptFailed', 'CompressionFailed', 'CompressionCancelled', 'CompressionJobStopped', 'CompressionSideFilesDiscarded'],
   async apply(recorded: RecordedEvent, sql: SqlExecutor) {
     const event = { type: recorded.type, data: recorded.data } as BackupCompressionEvent;
     /** After a job of the backup ended without compressing it: Uncompressed, unless something else runs or it is compressed. */
@@ -97,6 +97,9 @@ export const compressionProjection: Projection = {
         await settle(d.backupId);
         return;
       }
+      case 'CompressionSideFilesDiscarded':
+        await sql.query(`UPDATE backup_compression_jobs SET side_files_discarded = true WHERE id = $1`, [event.data.jobId]);
+        return;
     }
   },
 };
