@@ -129,6 +129,37 @@ describe('VirshDriver (scripted)', () => {
     expect(e.info).toEqual({ type: 'failed', errorMessage: 'No space left on device' });
   });
 
+  it('keeps its first interval for growAfterMs before it grows', async () => {
+    const seen: number[] = [];
+    let polls = 0;
+    const runner = new FakeRunner({
+      domjobinfo: (args) => {
+        if (args.includes('--completed')) return { stdout: 'Job type: 3\n\noperation: 9\nsuccess: 1\n' };
+        seen.push(Date.now());
+        return { stdout: ++polls < 12 ? 'Job type: 2\n\noperation: 9\n' : 'Job type: 0\n' };
+      },
+    });
+    await new VirshDriver(undefined, runner).waitForJob('vm', { pollIntervalMs: 10, growAfterMs: 60_000, maxPollIntervalMs: 1000 });
+    const gaps = seen.slice(1).map((t, i) => t - seen[i]);
+    // Growing by half from 10 ms, eleven gaps would add up to about 1.7 s; at a steady 10 ms, about 0.1 s.
+    expect(gaps.reduce((a, b) => a + b, 0)).toBeLessThan(800);
+  });
+
+  it('asks at once when woken instead of waiting out its poll interval', async () => {
+    let polls = 0;
+    const runner = new FakeRunner({
+      domjobinfo: (args) => {
+        if (args.includes('--completed')) return { stdout: 'Job type: 3\n\noperation: 9\nsuccess: 1\n' };
+        return { stdout: ++polls === 1 ? 'Job type: 2\n\noperation: 9\n' : 'Job type: 0\n' };
+      },
+    });
+    const t0 = Date.now();
+    const done = await new VirshDriver(undefined, runner).waitForJob('vm', { pollIntervalMs: 60_000, wake: new Promise((r) => setTimeout(r, 20)) });
+    expect(done).toMatchObject({ type: 'completed', success: true });
+    expect(polls).toBe(2);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
   it('parses raw job statistics of other kinds', () => {
     expect(parseDomJobInfo('Job type: 0\n')).toMatchObject({ type: 'none', operation: null, dataTotal: null, success: null });
     expect(parseDomJobInfo('Job type: 1\n\noperation: 5\ndata_total: 10\ndata_processed: 4\n')).toMatchObject({ type: 'bounded', operation: 'migration-out', dataTotal: 10, dataProcessed: 4 });
@@ -168,6 +199,8 @@ describe('QemuImgDriver (scripted)', () => {
       'convert', '-q', '-U', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd', '-m', '8', '-r', '1048576', '-B', '../b1/v.qcow2', '-F', 'qcow2', '/r/b2/v.qcow2', '/r/b2/v.tmp',
     ]);
     await expect(q.convert('a', 'b', { outputFormat: 'qcow2', coroutines: 17 })).rejects.toThrow(/1\.\.16/);
+    await q.convert('/r/top.qcow2', '/p/v.tmp', { sourceFormat: 'qcow2', outputFormat: 'qcow2', coroutines: 16, outOfOrderWrites: true, targetCache: 'none' });
+    expect(runner.calls.at(-1)!.args).toEqual(['convert', '-q', '-f', 'qcow2', '-O', 'qcow2', '-m', '16', '-W', '-t', 'none', '/r/top.qcow2', '/p/v.tmp']);
     expect(await q.compareDetailed('/a', '/b', { forceShare: true })).toEqual({ identical: false, message: 'Content mismatch at offset 2097152!', mismatchOffset: 2097152 });
     expect(runner.calls.at(-1)!.args).toEqual(['compare', '-U', '/a', '/b']);
   });

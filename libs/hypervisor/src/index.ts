@@ -6,3 +6,4 @@ export * from './libvirt-xml';
 export * from './virsh.driver';
 export * from './qemu-img.driver';
 export * from './mount.driver';
+export * from './direct-io';

@@ -1,7 +1,8 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CommandFailedError, ImageNotFoundError, QemuImgError } from './errors';
+import { supportsDirectIo } from './direct-io';
 import { ExecaProcessRunner } from './process-runner';
 import { QemuImgDriver } from './qemu-img.driver';
 
@@ -166,5 +167,23 @@ describe('QemuImgDriver (real qemu-img)', () => {
     expect(t.timedOut).toBe(true);
 
     await expect(qemuImg.create(join(dir, 'x.qcow2'), { format: 'qcow2' })).rejects.toThrow(/sizeBytes or a backing file/);
+  });
+
+  it('flattens a chain with direct I/O and out-of-order writes; the O_DIRECT probe leaves no file behind', async () => {
+    const base = join(dir, 'dio-base.qcow2');
+    const top = join(dir, 'dio-top.qcow2');
+    await qemuImg.create(base, { format: 'qcow2', sizeBytes: 16 * MiB });
+    await write(base, 0x11, 0, 4 * MiB);
+    await qemuImg.create(top, { format: 'qcow2', backingFile: base, backingFormat: 'qcow2' });
+    await write(top, 0x22, 2 * MiB, 4 * MiB);
+    // Local disks (and tmpfs since Linux 6.6) take O_DIRECT.
+    expect(await supportsDirectIo(dir)).toBe(true);
+    const flat = join(dir, 'dio-flat.qcow2');
+    await qemuImg.convert(top, flat, { sourceFormat: 'qcow2', outputFormat: 'qcow2', coroutines: 16, outOfOrderWrites: true, targetCache: 'none' });
+    expect(await qemuImg.compare(top, flat)).toBe(true);
+    expect((await qemuImg.info(flat)).backingFilename).toBeNull();
+
+    expect(await supportsDirectIo(join(dir, 'no-such-dir'))).toBe(false);
+    expect((await readdir(dir)).filter((f) => f.startsWith('.strata-direct-io-probe'))).toEqual([]);
   });
 });

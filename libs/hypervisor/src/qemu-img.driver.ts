@@ -104,6 +104,12 @@ export type ConvertOptions = CallOptions & {
   coroutines?: number;
   /** `-W`: allow out-of-order writes (faster, target unusable until done). */
   outOfOrderWrites?: boolean;
+  /**
+   * `-t`: the target's cache mode. `none` (O_DIRECT) keeps a large copy out of the page cache, so it does
+   * not wait behind the kernel's write-back of dirty pages and is on disk when convert returns; the
+   * target's file system must support O_DIRECT (see supportsDirectIo).
+   */
+  targetCache?: 'none' | 'writeback' | 'unsafe';
   /** `-r`: limit in bytes per second. */
   rateLimitBytesPerSec?: number;
   /** `-U` on the source. */
@@ -342,6 +348,7 @@ export class QemuImgDriver {
       args.push('-m', String(options.coroutines));
     }
     if (options.outOfOrderWrites) args.push('-W');
+    if (options.targetCache) args.push('-t', options.targetCache);
     if (options.rateLimitBytesPerSec !== undefined) args.push('-r', positiveInt('rateLimitBytesPerSec', options.rateLimitBytesPerSec));
     if (options.backingFile !== undefined) args.push('-B', imagePathArg(options.backingFile), '-F', options.backingFormat);
     if (options.targetExists) args.push('-n');

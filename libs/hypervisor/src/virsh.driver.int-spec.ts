@@ -78,6 +78,8 @@ describe('VirshDriver (real libvirt)', () => {
   });
 
   it('takes a full push-mode backup with a checkpoint', async () => {
+    // Listening from well before the job begins: the event must be seen when the job ends.
+    const ended = virsh.watchJobCompleted(dom.name, { timeoutMs: 30_000 });
     await guestWrite(dom, 0x5a, 0, MiB);
     await guestWrite(dom, 0x17, 40 * MiB, 3 * 65536);
     await mkdir(join(dir, 'b1'));
@@ -93,11 +95,22 @@ describe('VirshDriver (real libvirt)', () => {
     const done = await virsh.waitForJob(dom.name, { pollIntervalMs: 50, timeoutMs: 30_000, onProgress: (i) => progress.push(i) });
     expect(done).toMatchObject({ type: 'completed', operation: 'backup', dataTotal: 64 * MiB, dataProcessed: 64 * MiB, success: true });
     for (const p of progress) expect(p.operation).toBe('backup');
+    expect(await ended).toBe(true);
 
     // the target is closed once the job is over: compare it with what the guest wrote, and with the live disk
     expect(await qemuImg.compare(expected.path, fullTarget, { formatA: 'raw', formatB: 'qcow2' })).toBe(true);
     expect(await qemuImg.compare(dom.diskPath, fullTarget, { forceShare: true })).toBe(true);
     expect((await qemuImg.check(fullTarget)).clean).toBe(true);
+  });
+
+  it('tells when no job ended: the watch times out or is called off', async () => {
+    expect(await virsh.watchJobCompleted(dom.name, { timeoutMs: 1000 })).toBe(false);
+    const off = new AbortController();
+    const t0 = Date.now();
+    const watch = virsh.watchJobCompleted(dom.name, { timeoutMs: 30_000, signal: off.signal });
+    setTimeout(() => off.abort(), 200);
+    expect(await watch).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 
   it('lists the checkpoint and dumps its XML', async () => {

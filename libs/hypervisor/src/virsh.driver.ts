@@ -125,10 +125,17 @@ export interface WaitForJobOptions {
    * cost few processes. Default: no growth.
    */
   maxPollIntervalMs?: number;
+  /** Polls at `pollIntervalMs` for this long before the interval starts to grow; default 0. */
+  growAfterMs?: number;
   /** Give up waiting (the job goes on) after this long; default: wait forever. */
   timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (info: DomainJobInfo) => void;
+  /**
+   * Resolves when the job may have ended (see watchJobCompleted): the wait then asks at once instead of at
+   * its next poll. Polling goes on regardless, so a missed or early wake-up costs nothing but time.
+   */
+  wake?: Promise<unknown>;
 }
 
 /** virDomainBlockJobType names, by number and by virsh's words. */
@@ -532,7 +539,12 @@ export class VirshDriver {
   async waitForJob(domain: string, options: WaitForJobOptions = {}): Promise<DomainJobInfo> {
     let interval = options.pollIntervalMs ?? 250;
     const maxInterval = Math.max(interval, options.maxPollIntervalMs ?? interval);
+    const started = Date.now();
     const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
+    let wake = options.wake?.then(
+      () => true,
+      () => true,
+    );
     for (;;) {
       if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new HypervisorError('waitForJob aborted');
       const info = await this.domJobInfo(domain);
@@ -546,8 +558,37 @@ export class VirshDriver {
         return done;
       }
       if (Date.now() >= deadline) throw new DomainJobTimeoutError(domain, options.timeoutMs ?? 0);
-      await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, deadline - Date.now()))));
-      interval = Math.min(maxInterval, Math.ceil(interval * 1.5));
+      let timer: NodeJS.Timeout | undefined;
+      const sleep = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.min(interval, Math.max(0, deadline - Date.now())))));
+      const woken = await Promise.race(wake ? [sleep, wake] : [sleep]);
+      clearTimeout(timer);
+      // A wake-up is used once: the next poll after it waits its normal interval.
+      if (woken) wake = undefined;
+      if (Date.now() - started >= (options.growAfterMs ?? 0)) interval = Math.min(maxInterval, Math.ceil(interval * 1.5));
+    }
+  }
+
+  /**
+   * Listens for the domain's next job-completed event (`virsh event --event job-completed`) until it comes,
+   * `timeoutMs` passes or `signal` aborts. Started before a job, it tells the moment the job ends without
+   * polling: a backup of a few MiB takes tens of milliseconds, and each poll is a virsh process. Resolves
+   * whether the event came; never rejects. The listener registers a few milliseconds after the call, so a
+   * caller must still poll (waitForJob's `wake` does).
+   */
+  async watchJobCompleted(domain: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
+    const seconds = String(Math.max(1, Math.ceil(options.timeoutMs / 1000)));
+    try {
+      // Under `setpriv --pdeathsig KILL`: a listener outlives its agent otherwise (SIGKILLed, it cannot stop
+      // it), for as long as its timeout, hours for a backup.
+      const r = await this.runner.run('setpriv', ['--pdeathsig', 'KILL', '--', 'virsh', '--quiet', '-c', this.uri, 'event', '--domain', domain, '--event', 'job-completed', '--timeout', seconds], {
+        timeoutMs: options.timeoutMs + 5000,
+        signal: options.signal,
+        killGraceMs: 1000,
+        env: { LC_ALL: 'C', LANG: 'C' },
+      });
+      return /event 'job-completed' for domain/.test(r.stdout);
+    } catch {
+      return false;
     }
   }
 
