@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ApiClient } from '../support/api-client';
-import { createTestDomain, ExpectedDisks, run, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
+import { backingFile, createTestDomain, ExpectedDisks, run, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
 import { compareImages } from '../support/libvirt/expected-image';
 import { agentEnv, assignWhenListed, createBackupCatalog, okCaller, waitHostUp } from '../support/backup-fixture';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
@@ -22,11 +25,6 @@ interface Vm {
 }
 
 const LABELS = ['b1', 'b2', 'b3', 'b4', 'b5'];
-
-async function backingFile(path: string): Promise<string | null> {
-  const r = await run('qemu-img', ['info', '-U', '--output=json', path]);
-  return (JSON.parse(r.stdout) as { 'backing-filename'?: string })['backing-filename'] ?? null;
-}
 
 async function domainState(name: string): Promise<string> {
   return (await virsh(['domstate', name])).stdout.trim();
@@ -301,5 +299,77 @@ describe('restores (real libvirt, real processes)', () => {
     expect((await ok('listBackups', { virtualmachineid: vm.uuid })).count).toBe(backupsBefore);
     agent = startStrata(['agent'], env());
     await waitHostUp(api, hostName);
+  });
+
+  it('refuses to restore a backup that is not finished, failed or deleted with 536 naming its status, and changes nothing', async () => {
+    await setVmState('Stopped');
+    const backupsOf = async () => ((await ok('listBackups', { virtualmachineid: vm.uuid })).backup as Backup[]).map((b) => ({ id: b.id, status: b.status }));
+    // The VM's content now, to compare with at the end (a backup reads the disks, it never changes them).
+    const before: Record<string, string> = {};
+    for (const [target, path] of Object.entries(vmDisks())) {
+      before[target] = `${expected.get(target).snapshotPath('b1')}.before-refusals`;
+      await run('qemu-img', ['convert', '-U', '-O', 'raw', path, before[target]]);
+    }
+    const refusedEverywhere = async (backupId: string, status: string) => {
+      const attempts: [string, Record<string, string>][] = [
+        ['restoreBackup', { id: backupId }],
+        ['restoreBackup', { id: backupId, quickrestore: 'true' }],
+        ['restoreVolumeFromBackupAndAttachToVM', { backupid: backupId, volumeid: backups.b1.volumes[0].id, virtualmachineid: other.uuid }],
+        ['createVMFromBackup', { backupid: backupId, name: `strata-e2e-never-${randomBytes(3).toString('hex')}` }],
+      ];
+      for (const [command, params] of attempts) {
+        const r = await api.call(command, params);
+        expect({ command, status: r.status }).toEqual({ command, status: 536 });
+        expect(JSON.stringify(r.body)).toContain(`backup ${backupId} is ${status}; only a BackedUp backup can be restored`);
+      }
+    };
+
+    // Not finished: with the agent frozen (for far less than the three missed beats that make its host
+    // Disconnected) a new backup waits in the host's queue; it runs once the agent goes on.
+    agent.child.kill('SIGSTOP');
+    let queued: Record<string, unknown>;
+    try {
+      queued = await ok('createBackup', { virtualmachineid: vm.uuid, isolated: 'true', name: 'queued' });
+      expect((await backupOf(queued.id as string)).status).toBe('Queued');
+      await refusedEverywhere(queued.id as string, 'Queued');
+    } finally {
+      agent.child.kill('SIGCONT');
+    }
+    expect((await api.waitForJob(queued.jobid as string, 120_000)).jobstatus).toBe(1);
+
+    // Failed: for one backup the repository is moved to a read-only directory.
+    const repo = ((await ok('listBackupRepositories', { zoneid: zoneId })).backuprepository as { id: string; address: string }[])[0];
+    const readOnly = await mkdtemp(join(tmpdir(), 'strata-read-only-'));
+    let failed: Record<string, unknown>;
+    try {
+      await run('mount', ['--bind', readOnly, readOnly]);
+      await run('mount', ['-o', 'remount,ro,bind', readOnly]);
+      await ok('updateBackupRepository', { id: repo.id, address: readOnly });
+      failed = await ok('createBackup', { virtualmachineid: vm.uuid, isolated: 'true', name: 'failed' });
+      expect((await api.waitForJob(failed.jobid as string, 120_000)).jobstatus).toBe(2);
+    } finally {
+      await ok('updateBackupRepository', { id: repo.id, address: repo.address });
+      await run('umount', [readOnly], { allowFailure: true });
+      await rmdir(readOnly);
+    }
+    expect((await backupOf(failed.id as string)).status).toBe('Failed');
+    await refusedEverywhere(failed.id as string, 'Failed');
+
+    // Deleted: the full taken after the first restore, the last of its chain, dropped and its files gone.
+    const deleted = ((await ok('listBackups', { virtualmachineid: vm.uuid })).backup as (Backup & { name?: string })[]).find((b) => b.name === 'after-restore')!;
+    await job('deleteBackup', { id: deleted.id });
+    await until(async () => (await backupOf(deleted.id)).status === 'Expunged', 60_000, 'the deleted backup to be Expunged', 100);
+    const statuses = await backupsOf();
+    await refusedEverywhere(deleted.id, 'Expunged');
+
+    // Nothing changed: no restore ran, the VM is stopped and as it was, its backups as they were.
+    await setVmState('Stopped');
+    expect(await domainState(vm.name)).toBe('shut off');
+    for (const [target, path] of Object.entries(vmDisks())) {
+      expect({ target, ...(await compareImages(before[target], path, { format: 'qcow2', forceShare: true })) }).toMatchObject({ target, equal: true });
+      await rm(before[target], { force: true });
+    }
+    expect(await backupsOf()).toEqual(statuses);
+    expect(((await vmOf(other.uuid))?.volumes ?? []).length).toBe(3);
   });
 });

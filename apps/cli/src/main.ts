@@ -8,7 +8,7 @@ import { DieWithParentRunner, ExecaProcessRunner, MountDriver, QemuImgDriver } f
 import { CompressionExecutor } from '../../host-agent/src/compression-executor';
 import { createCompressionWorker } from '../../host-agent/src/compression-worker';
 import { ConsolidationExecutor } from '../../host-agent/src/consolidation-executor';
-import { RestoreExecutor } from '../../host-agent/src/restore-executor';
+import { RestoreExecutor, RestoreMountHolds } from '../../host-agent/src/restore-executor';
 import { RemovalExecutor } from '../../host-agent/src/removal-executor';
 import { hostIdFor } from '@strata/application';
 import { LibvirtHostHypervisor } from '../../host-agent/src/libvirt-host-hypervisor';
@@ -81,7 +81,12 @@ async function serve(config: StrataConfig, args: string[]): Promise<void> {
   const parts: Stoppable[] = [];
   if (!onlyApi) {
     const projector = createProjector(rt);
-    await projector.start();
+    // Not awaited: while another instance's projector holds the lock this one stands by, and this
+    // instance's API and dispatcher must serve meanwhile (several all-in-one instances share the work).
+    projector.start().catch((error: Error) => {
+      logger.error(`projector: ${redactUrl(error.message)}`);
+      process.exit(1);
+    });
     parts.push(projector);
     parts.push(await startDispatcherAndWorkers({ ...rt, secrets }));
   }
@@ -133,20 +138,28 @@ async function agent(args: string[]): Promise<void> {
   const config = loadAgentConfig(process.env);
   const logger = createLogger('agent', config.logLevel);
   const reports = reportsQueue(config);
-  const hypervisor = new LibvirtHostHypervisor(config.libvirtUri);
+  const hypervisor = new LibvirtHostHypervisor(config.libvirtUri, config.sharedLibvirt ? config.hostName : null);
   const hostAgent = new HostAgent(config, hypervisor, reports, logger);
   await hostAgent.start();
   const mounter = new RepositoryMounter(new MountDriver(new ExecaProcessRunner()), config.mountRoot, hostKeyCredentials(config.keyFile), logger);
   // Before any job: repository mounts must reach the VMs started from now on (see prepare).
   await mounter.prepare().catch((error: Error) => logger.warn(`mount root ${config.mountRoot}: ${error.message}; NFS, CIFS and CephFS repositories may not reach running VMs`));
   const executor = new BackupExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), config.hostName, logger, mounter);
-  const restores = new RestoreExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), () => hostAgent.reportNow(), logger);
-  const consolidations = new ConsolidationExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), logger);
+  // Quick-restored VMs keep their repository mounted until their consolidation is done.
+  const holds = new RestoreMountHolds();
+  const restores = new RestoreExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), () => hostAgent.reportNow(), logger, { mounter, holds, hostName: config.hostName });
+  const consolidations = new ConsolidationExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), logger, mounter, holds);
   const removals = new RemovalExecutor(hypervisor.virsh, hypervisor.qemuImg, (r) => hostAgent.send(r), logger, mounter);
   const worker = createHostWorker(
     config,
     hostIdFor(config.hostName),
-    { backup: (data) => executor.run(data), restore: (data) => restores.run(data), consolidate: (data, job) => consolidations.run(data, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)), removeBackup: (data) => removals.run(data) },
+    {
+      backup: (data) => executor.run(data),
+      restore: (data) => restores.run(data),
+      consolidate: (data, job) => consolidations.run(data, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
+      removeBackup: (data) => removals.run(data),
+      forgetDomain: (data) => restores.forget(data),
+    },
     logger,
   );
   // Compression has its own queue; its qemu-img processes die with the agent (never orphaned, never uncounted).

@@ -1,6 +1,8 @@
 import { Logger } from '@strata/config';
 import { ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
 import { AgentReport, ConsolidationJobData } from '@strata/jobs';
+import { MountedRepository, RepositoryMounter } from './repository-mounter';
+import { RestoreMountHolds } from './restore-executor';
 
 const POLL_MS = 250;
 
@@ -10,6 +12,8 @@ const POLL_MS = 250;
  * `qemu-img rebase` onto nothing, which copies the backing data in. Everything it decides comes from
  * libvirt and the image itself (a pull already running, a disk that has no backing file left), so a job
  * handed out again after an agent restart resumes the pull QEMU kept running, or starts it again.
+ * The repository stays mounted while the VM reads from it: the job holds it (mounting it again after an
+ * agent restart) and, once done, releases its own hold and the one the quick restore left.
  */
 export class ConsolidationExecutor {
   constructor(
@@ -17,12 +21,24 @@ export class ConsolidationExecutor {
     private readonly qemuImg: QemuImgDriver,
     private readonly report: (r: AgentReport) => Promise<void>,
     private readonly logger: Logger,
+    /** Mounts NFS, CIFS and CephFS repositories; without it only `local` ones can be used. */
+    private readonly mounter: RepositoryMounter | null = null,
+    private readonly holds: RestoreMountHolds | null = null,
   ) {}
 
   /** `finalAttempt`: a failure is reported as final; before that it is thrown, and BullMQ tries again later. */
   async run(job: ConsolidationJobData, finalAttempt = true): Promise<void> {
     const at = () => new Date().toISOString();
+    let mounted: MountedRepository | null = null;
+    let done = false;
     try {
+      if (this.mounter) {
+        try {
+          mounted = await this.mounter.acquire(job.repository);
+        } catch (error) {
+          throw new Error(`repository ${job.repository.repositoryId} could not be mounted: ${(error as Error).message}`);
+        }
+      }
       const sizes: number[] = [];
       for (const d of job.disks) sizes.push(((await this.qemuImg.info(d.path, { forceShare: true })) as ImageInfo).virtualSizeBytes);
       const total = sizes.reduce((a, b) => a + b, 0);
@@ -36,6 +52,7 @@ export class ConsolidationExecutor {
         });
         before += sizes[i];
       }
+      done = true;
       await this.report({ type: 'ConsolidationSucceeded', vmId: job.vmId, restoreId: job.restoreId, at: at() });
       this.logger.log(`consolidation of restore ${job.restoreId}: ${job.domainName} no longer reads from the repository`);
     } catch (error) {
@@ -46,6 +63,28 @@ export class ConsolidationExecutor {
       }
       this.logger.error(`consolidation of restore ${job.restoreId} (${job.domainName}) failed: ${reason}`);
       await this.report({ type: 'ConsolidationFailed', vmId: job.vmId, restoreId: job.restoreId, reason, at: at() });
+    } finally {
+      await this.settleMount(job, mounted, done, finalAttempt);
+    }
+  }
+
+  /**
+   * Done: the disks no longer read from the repository, every hold of this restore goes. Failed for good:
+   * the VM still reads from it, so a hold stays (this job's replaces the restore's, which may be gone
+   * with an earlier agent). Failed with a retry to come: only this attempt's hold goes.
+   */
+  private async settleMount(job: ConsolidationJobData, mounted: MountedRepository | null, done: boolean, finalAttempt: boolean): Promise<void> {
+    try {
+      if (done) {
+        await mounted?.release();
+        await this.holds?.release(job.restoreId);
+      } else if (finalAttempt && mounted && this.holds) {
+        this.holds.keep(job.restoreId, mounted);
+      } else {
+        await mounted?.release();
+      }
+    } catch (error) {
+      this.logger.warn(`consolidation of restore ${job.restoreId}: releasing the repository failed: ${(error as Error).message}`);
     }
   }
 

@@ -7,7 +7,14 @@ export class LibvirtHostHypervisor implements HostHypervisor {
   readonly virsh: VirshDriver;
   readonly qemuImg: QemuImgDriver;
 
-  constructor(uri: string) {
+  /**
+   * `placedOn`: this agent shares its libvirt with others (STRATA_AGENT_SHARED_LIBVIRT) and reports only
+   * the domains placed on this host (their definition's placement mark names it); null: every domain.
+   */
+  constructor(
+    uri: string,
+    private readonly placedOn: string | null = null,
+  ) {
     const runner = new ExecaProcessRunner();
     this.virsh = new VirshDriver(uri, runner);
     this.qemuImg = new QemuImgDriver(runner);
@@ -42,7 +49,8 @@ export class LibvirtHostHypervisor implements HostHypervisor {
     const out: ReportedDomain[] = [];
     for (const d of await this.virsh.listDomains()) {
       try {
-        out.push(await this.describe(d.uuid, d.name, d.state));
+        const described = await this.describe(d.uuid, d.name, d.state);
+        if (described) out.push(described);
       } catch (error) {
         // A domain undefined (or a disk removed) between the listing and the look: it is simply gone.
         if (error instanceof DomainNotFoundError || error instanceof ImageNotFoundError) continue;
@@ -52,8 +60,10 @@ export class LibvirtHostHypervisor implements HostHypervisor {
     return out;
   }
 
-  private async describe(uuid: string, name: string, state: DomainState): Promise<ReportedDomain> {
-    const disks = (await this.virsh.domainDisks(name)).filter((k) => k.device === 'disk' && k.sourcePath && (k.type === 'file' || k.type === 'block'));
+  private async describe(uuid: string, name: string, state: DomainState): Promise<ReportedDomain | null> {
+    const description = await this.virsh.describeDomain(name);
+    if (this.placedOn !== null && description.placementHost !== this.placedOn) return null;
+    const disks = description.disks.filter((k) => k.device === 'disk' && k.sourcePath && (k.type === 'file' || k.type === 'block'));
     const reported: ReportedDomain['disks'] = [];
     for (const disk of disks) {
       const info = (await this.qemuImg.info(disk.sourcePath!, { forceShare: true })) as ImageInfo;

@@ -4,9 +4,19 @@ import { dirname, join, posix } from 'node:path';
 import { Logger } from '@strata/config';
 import { ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
 import { AgentReport, RemoveBackupJobData, removalMarkerName } from '@strata/jobs';
-import { MountedRepository, RepositoryMounter } from './repository-mounter';
+import { FAILPOINT_ENV } from './backup-executor';
+import { MountedRepository, mountRepository, RepositoryMounter } from './repository-mounter';
 
 const MERGE_SUFFIX = '.strata-merge';
+
+/**
+ * Test-only failpoints of a removal (issue 6: an agent killed mid-removal), named by `STRATA_AGENT_FAILPOINT`
+ * like the backup executor's: the executor logs that it got there and waits for ever, so that a test can
+ * SIGKILL the agent at that point. `hang-after-first-merged-volume`: a merge has swapped in its first
+ * rebased child volume, the others still read the removed backup. `hang-after-deleting-backup-files`: the
+ * removed backup's directory is gone, nothing is reported yet. Unset (always, outside tests) they do nothing.
+ */
+export const REMOVAL_FAILPOINTS = ['hang-after-first-merged-volume', 'hang-after-deleting-backup-files'] as const;
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -45,7 +55,7 @@ export class RemovalExecutor {
     const at = () => new Date().toISOString();
     let mounted: MountedRepository | null = null;
     try {
-      mounted = this.mounter ? await this.mounter.acquire(job.repository) : { root: job.repository.address, release: async () => undefined };
+      mounted = await mountRepository(this.mounter, job.repository);
       const root = mounted.root;
       const outcome = job.mode === 'merge' ? await this.merge(job, root) : await this.drop(job, root);
       await this.removeCheckpoint(job);
@@ -74,6 +84,7 @@ export class RemovalExecutor {
     await writeFile(join(root, job.vmId, removalMarkerName(job.removalJobId)), `${job.backupId}\n`);
     await rm(dir, { recursive: true, force: true });
     await rmdir(dirname(dir)).catch(() => undefined); // the chain directory, when no backup is left in it
+    await this.failpoint('hang-after-deleting-backup-files', job);
     return freed;
   }
 
@@ -118,12 +129,20 @@ export class RemovalExecutor {
         }
         await rename(tmp, file);
         volumes.push({ backupId: child.backupId, volumeId: v.volumeId, bytesBefore: before, bytesAfter: await allocated(file) });
+        if (volumes.length === 1) await this.failpoint('hang-after-first-merged-volume', job);
       }
       await this.rewriteManifest(job, root, child);
     }
     if (present) await this.deleteBackupDir(job, root);
     else await rm(join(root, job.backupDir), { recursive: true, force: true });
     return { kind: 'merged' as const, volumes, removedBytes };
+  }
+
+  /** Test-only (see REMOVAL_FAILPOINTS): does nothing unless the variable names this failpoint. */
+  private async failpoint(name: (typeof REMOVAL_FAILPOINTS)[number], job: RemoveBackupJobData): Promise<void> {
+    if (process.env[FAILPOINT_ENV] !== name) return;
+    this.logger.warn(`failpoint ${name}: removal ${job.removalJobId} of backup ${job.backupId} waits here until the agent is killed (test only)`);
+    await new Promise<never>(() => undefined);
   }
 
   /** The child's manifest names its new parent and backing files, so the repository stays readable on its own. */

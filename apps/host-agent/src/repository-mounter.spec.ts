@@ -6,7 +6,7 @@ import { SecretBox } from '@strata/application';
 import { createLogger } from '@strata/config';
 import { MountDriver, MountEntry, ProcessRunner, RunOptions, RunResult } from '@strata/hypervisor';
 import { RepositoryAccess } from '@strata/jobs';
-import { hostKeyCredentials, repositoryCredentialFiles, repositoryMountDir, repositoryMountRequest, RepositoryMounter } from './repository-mounter';
+import { hostKeyCredentials, mountRepository, repositoryCredentialFiles, repositoryMountDir, repositoryMountRequest, RepositoryMounter, UnsupportedRepositoryError } from './repository-mounter';
 
 /** Plays mount/umount against an in-memory mount table; reads the files named by credential options while "mounting". */
 class FakeMountRunner implements ProcessRunner {
@@ -194,5 +194,19 @@ describe('hostKeyCredentials', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('mountRepository without a mounter', () => {
+  const repository = (type: 'local' | 'nfs'): RepositoryAccess => ({ repositoryId: 'r1', type, address: type === 'local' ? '/srv/backups' : 'nas:/strata', mountOptions: '', encryptedCredentials: null });
+
+  it('uses a local repository where it is', async () => {
+    const mounted = await mountRepository(null, repository('local'));
+    expect(mounted.root).toBe('/srv/backups');
+    await mounted.release();
+  });
+
+  it('refuses any other type, naming it', async () => {
+    await expect(mountRepository(null, repository('nfs'))).rejects.toThrow(new UnsupportedRepositoryError('repository type nfs needs the RepositoryMounter'));
   });
 });

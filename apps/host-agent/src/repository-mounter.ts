@@ -127,6 +127,20 @@ function containingMount(mounts: MountEntry[], path: string): MountEntry | null 
   return best;
 }
 
+export class UnsupportedRepositoryError extends Error {
+  override readonly name = 'UnsupportedRepositoryError';
+}
+
+/**
+ * The repository for one job: mounted (or found mounted) by the mounter; without one (tests, a host that
+ * mounts nothing), only a `local` repository, a path the operator mounted on every host, can be used.
+ */
+export async function mountRepository(mounter: RepositoryMounter | null | undefined, repository: RepositoryAccess): Promise<MountedRepository> {
+  if (mounter) return mounter.acquire(repository);
+  if (repository.type !== 'local') throw new UnsupportedRepositoryError(`repository type ${repository.type} needs the RepositoryMounter`);
+  return { root: repository.address, release: async () => undefined };
+}
+
 /**
  * Mounts repositories under the agent's mount root for the jobs that need them: one mount per
  * repository, shared by concurrent jobs (reference-counted) and unmounted when the last one is done. A

@@ -1,9 +1,44 @@
-import { readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Logger } from '@strata/config';
-import { cloneDomainXml, ImageInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
-import { AgentReport, RestoreJobData } from '@strata/jobs';
-import { repositoryRoot } from './backup-executor';
+import { cloneDomainXml, ImageInfo, QemuImgDriver, supportsDirectIo, VirshDriver, withPlacement } from '@strata/hypervisor';
+import { AgentReport, ForgetDomainJobData, RestoreJobData } from '@strata/jobs';
+import { MountedRepository, mountRepository, RepositoryMounter } from './repository-mounter';
+
+/**
+ * Repository mounts that quick-restored VMs read their backing files through (restore id -> hold): the
+ * restore leaves its hold here and the consolidation releases it once the disks no longer need the
+ * repository, so no other job's release unmounts it under a running VM.
+ */
+export class RestoreMountHolds {
+  private readonly held = new Map<string, MountedRepository>();
+
+  keep(restoreId: string, mounted: MountedRepository): void {
+    const previous = this.held.get(restoreId);
+    this.held.set(restoreId, mounted);
+    if (previous && previous !== mounted) void previous.release();
+  }
+
+  async release(restoreId: string): Promise<void> {
+    const mounted = this.held.get(restoreId);
+    this.held.delete(restoreId);
+    await mounted?.release();
+  }
+
+  /** Restores whose VM still holds its repository (for tests and diagnostics). */
+  restores(): string[] {
+    return [...this.held.keys()];
+  }
+}
+
+export interface RestoreExecutorOptions {
+  /** Mounts NFS, CIFS and CephFS repositories; without it only `local` ones can be used. */
+  mounter?: RepositoryMounter | null;
+  /** Shared with the consolidation executor, which releases what quick restores leave here. */
+  holds?: RestoreMountHolds;
+  /** This host's name: the placement mark of a VM that a quick restore moves here. */
+  hostName?: string;
+}
 
 /** The next free virtio target (`vdb`, `vdc`, ...) of a domain. */
 export function nextFreeTarget(used: readonly string[]): string {
@@ -47,23 +82,50 @@ export class RestoreExecutor {
     /** Sends the host's domains at once, so a new VM or disk is listed when the restore is reported done. */
     private readonly reportDomains: () => Promise<void>,
     private readonly logger: Logger,
-  ) {}
+    private readonly options: RestoreExecutorOptions = {},
+  ) {
+    this.holds = options.holds ?? new RestoreMountHolds();
+  }
 
+  private readonly holds: RestoreMountHolds;
+
+  /** Mounts the repository (or finds it mounted) for the restore; a quick restore's VM keeps it mounted. */
   async run(job: RestoreJobData): Promise<void> {
+    let mounted: MountedRepository;
+    try {
+      mounted = await mountRepository(this.options.mounter, job.repository);
+    } catch (error) {
+      const reason = `repository ${job.repository.repositoryId} could not be mounted: ${(error as Error).message}`;
+      this.logger.error(`restore ${job.restoreId} of backup ${job.backupId} into ${job.domainName} failed: ${reason}`);
+      await this.report({ type: 'RestoreFailed', vmId: job.vmId, restoreId: job.restoreId, reason, cleanedUp: [], at: new Date().toISOString() });
+      return;
+    }
+    let readsRepository = false;
+    try {
+      readsRepository = await this.restoreFrom(job, mounted.root);
+    } finally {
+      if (readsRepository) this.holds.keep(job.restoreId, mounted);
+      else await mounted.release();
+    }
+  }
+
+  /** Restores from the repository at `root`; true when the restored disks read from it (a quick restore). */
+  private async restoreFrom(job: RestoreJobData, root: string): Promise<boolean> {
     const at = () => new Date().toISOString();
     const cleanedUp: string[] = [];
     const created: string[] = [];
     try {
-      const root = repositoryRoot(job);
       for (const v of job.volumes) {
         const file = join(root, v.backupFile);
         if (!(await stat(file).catch(() => null))) throw new Error(`the backup's file ${v.backupFile} is missing from the repository`);
       }
       const disks = await this.restore(job, root, created);
-      // A new VM or a new disk must be listed by the time the job is done; a VM's own restore changes neither.
-      if (job.kind !== 'vm') await this.reportDomains().catch((error: Error) => this.logger.warn(`restore ${job.restoreId}: domain report failed: ${error.message}`));
+      // A new VM, a new disk or a VM now on this host must be listed by the time the job is done; a VM's
+      // own restore in place changes none of that.
+      if (job.kind !== 'vm' || job.movedFromHostId) await this.reportDomains().catch((error: Error) => this.logger.warn(`restore ${job.restoreId}: domain report failed: ${error.message}`));
       await this.report({ type: 'RestoreSucceeded', vmId: job.vmId, restoreId: job.restoreId, disks, at: at() });
       this.logger.log(`restore ${job.restoreId} (${job.kind}${job.quick ? ', quick' : ''}) of backup ${job.backupId} into ${job.domainName} done`);
+      return job.quick;
     } catch (error) {
       const reason = (error as Error).message;
       this.logger.error(`restore ${job.restoreId} of backup ${job.backupId} into ${job.domainName} failed: ${reason}`);
@@ -79,13 +141,14 @@ export class RestoreExecutor {
         cleanedUp.push(`removed ${path}`);
       }
       await this.report({ type: 'RestoreFailed', vmId: job.vmId, restoreId: job.restoreId, reason, cleanedUp, at: at() });
+      return false;
     }
   }
 
   private async restore(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
     switch (job.kind) {
       case 'vm':
-        return this.restoreVm(job, root);
+        return this.restoreVm(job, root, created);
       case 'volume':
         return this.restoreVolume(job, root, created);
       case 'newVm':
@@ -93,9 +156,10 @@ export class RestoreExecutor {
     }
   }
 
-  private async restoreVm(job: RestoreJobData, root: string): Promise<Restored[]> {
+  private async restoreVm(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
     const domain = job.domainName;
     const disks = job.volumes.map((v) => ({ volumeId: v.volumeId, target: v.target, path: v.destinationPath }));
+    if (job.movedFromHostId && !(await this.definedHere(job.targetVmId))) return this.defineMovedVm(job, root, created, disks);
     const state = (await this.virsh.domainState(domain)).state;
     if (state !== 'shutoff') {
       if (job.quick && (await this.runsFromBackup(job, root))) {
@@ -106,6 +170,8 @@ export class RestoreExecutor {
     }
     await this.materialize(job, root);
     for (const v of job.volumes) await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
+    // Defined here already (an earlier attempt defined it, or the libvirt is shared with the old host).
+    if (job.movedFromHostId) await this.virsh.define(withPlacement(await this.virsh.domainXml(domain, { inactive: true }), this.hostName()));
     // A quick restore starts the VM first: forgetting checkpoints is metadata only, and the wait is the VM's.
     if (job.quick) await this.virsh.start(domain);
     await this.forgetCheckpoints(job);
@@ -124,7 +190,10 @@ export class RestoreExecutor {
     const v = job.volumes[0];
     const current = await this.virsh.domainDisks(domain, { inactive: true });
     const attached = current.find((d) => d.sourcePath === v.destinationPath);
-    if (attached) return [{ volumeId: v.volumeId, target: attached.target, path: v.destinationPath }];
+    if (attached) {
+      await this.startIfAsked(job);
+      return [{ volumeId: v.volumeId, target: attached.target, path: v.destinationPath }];
+    }
     await this.materialize(job, root);
     await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
     created.push(v.destinationPath);
@@ -132,21 +201,99 @@ export class RestoreExecutor {
     const running = (await this.virsh.domainState(domain)).state !== 'shutoff';
     await this.virsh.attachDisk(domain, { path: v.destinationPath, target, format: job.quick ? 'qcow2' : v.format }, { live: running });
     created.length = 0; // attached: from here on it is the VM's disk
+    await this.startIfAsked(job);
     return [{ volumeId: v.volumeId, target, path: v.destinationPath }];
+  }
+
+  /** `hostid` on a volume restore: the stopped VM starts here with its new disk. */
+  private async startIfAsked(job: RestoreJobData): Promise<void> {
+    if (job.startVm && (await this.virsh.domainState(job.domainName)).state === 'shutoff') await this.virsh.start(job.domainName);
+  }
+
+  private async definedHere(uuid: string): Promise<boolean> {
+    return (await this.virsh.listDomains()).some((d) => d.uuid === uuid.toLowerCase());
+  }
+
+  private hostName(): string {
+    if (!this.options.hostName) throw new Error('this agent was started without its host name, which a VM moved here is marked with');
+    return this.options.hostName;
+  }
+
+  private async manifestDomainXml(job: RestoreJobData, root: string): Promise<string> {
+    let manifest: { domainXml?: string };
+    try {
+      manifest = JSON.parse(await readFile(join(root, job.manifestFile), 'utf8')) as { domainXml?: string };
+    } catch (error) {
+      throw new Error(`the backup's manifest ${job.manifestFile} cannot be read: ${(error as Error).message}`);
+    }
+    if (!manifest.domainXml) throw new Error(`the backup's manifest ${job.manifestFile} holds no VM definition`);
+    return manifest.domainXml;
+  }
+
+  /**
+   * A quick restore that moves the VM here, where libvirt does not know it: the backup's definition under
+   * the VM's own name, uuid and MAC addresses, on the new images, marked as placed on this host. Not
+   * started, it is undefined again: the VM stays on the host it was on, and nothing half-moved is left.
+   */
+  private async defineMovedVm(job: RestoreJobData, root: string, created: string[], disks: Restored[]): Promise<Restored[]> {
+    const xml = withPlacement(
+      cloneDomainXml(await this.manifestDomainXml(job, root), {
+        name: job.domainName,
+        uuid: job.targetVmId,
+        disks: Object.fromEntries(job.volumes.map((v) => [v.target, { path: v.destinationPath, format: 'qcow2' }])),
+        keepMacs: true,
+      }),
+      this.hostName(),
+    );
+    for (const v of job.volumes) await mkdir(dirname(v.destinationPath), { recursive: true });
+    await this.materialize(job, root);
+    for (const v of job.volumes) {
+      await rename(tmpPathOf(job, v.destinationPath), v.destinationPath);
+      created.push(v.destinationPath);
+    }
+    await this.virsh.define(xml);
+    try {
+      await this.virsh.start(job.domainName);
+    } catch (error) {
+      await this.virsh.undefine(job.domainName, { checkpointsMetadata: true }).catch((e: Error) => this.logger.warn(`restore ${job.restoreId}: could not undefine ${job.domainName} again: ${e.message}`));
+      throw error;
+    }
+    created.length = 0;
+    this.logger.log(`restore ${job.restoreId}: defined ${job.domainName} here from the backup's definition and started it`);
+    return disks;
+  }
+
+  /**
+   * The old host's part of a quick restore that moved a VM away (forgetDomain): its stale, shut-off
+   * definition goes (checkpoint and snapshot metadata with it; the disk files stay). A definition that
+   * runs here is left (the VM must never be undefined under a running guest), and so is one placed on
+   * another host: with a libvirt shared by both hosts it is the moved VM itself.
+   */
+  async forget(job: ForgetDomainJobData): Promise<void> {
+    const what = `restore ${job.restoreId} moved virtual machine ${job.domainName} to host ${job.movedToHostId}`;
+    const here = (await this.virsh.listDomains()).find((d) => d.uuid === job.vmId.toLowerCase());
+    if (!here) {
+      this.logger.log(`${what}; it is not defined here: nothing to remove`);
+      return;
+    }
+    const placed = (await this.virsh.describeDomain(here.name, { inactive: true })).placementHost;
+    if (placed !== null && placed !== this.options.hostName) {
+      this.logger.log(`${what}; the definition here is placed on host ${placed} (a libvirt shared with it): left alone`);
+      return;
+    }
+    if (here.state !== 'shutoff') {
+      this.logger.warn(`${what}; but it is ${here.state} here: its definition here is left, stop it and undefine it by hand`);
+      return;
+    }
+    await this.virsh.undefine(here.name, { checkpointsMetadata: true, snapshotsMetadata: true });
+    this.logger.log(`${what}; removed its definition here (its old disk files stay)`);
   }
 
   private async createVm(job: RestoreJobData, root: string, created: string[]): Promise<Restored[]> {
     const disks = job.volumes.map((v) => ({ volumeId: v.volumeId, target: v.target, path: v.destinationPath }));
     const exists = (await this.virsh.listDomains()).find((d) => d.uuid === job.targetVmId.toLowerCase());
     if (!exists) {
-      let manifest: { domainXml?: string };
-      try {
-        manifest = JSON.parse(await readFile(join(root, job.manifestFile), 'utf8')) as { domainXml?: string };
-      } catch (error) {
-        throw new Error(`the backup's manifest ${job.manifestFile} cannot be read: ${(error as Error).message}`);
-      }
-      if (!manifest.domainXml) throw new Error(`the backup's manifest ${job.manifestFile} holds no VM definition`);
-      const xml = cloneDomainXml(manifest.domainXml, {
+      const xml = cloneDomainXml(await this.manifestDomainXml(job, root), {
         name: job.domainName,
         uuid: job.targetVmId,
         disks: Object.fromEntries(job.volumes.map((v) => [v.target, { path: v.destinationPath, format: job.quick ? 'qcow2' : v.format }])),
@@ -194,9 +341,15 @@ export class RestoreExecutor {
         );
       }, 1000);
       try {
+        // Flattening writes whole disks: with direct I/O and parallel, out-of-order writes (the side file is
+        // unusable until renamed anyway) 2 GiB took 1.4-1.5 s to disk, through the page cache 1.3-4.4 s.
+        const direct = await supportsDirectIo(dirname(tmp));
         await this.qemuImg.convert(source, tmp, {
           sourceFormat: 'qcow2',
           outputFormat: v.format === 'raw' ? 'raw' : 'qcow2',
+          coroutines: 16,
+          outOfOrderWrites: true,
+          ...(direct && { targetCache: 'none' as const }),
           ...(job.bandwidthBytesPerSec > 0 && { rateLimitBytesPerSec: job.bandwidthBytesPerSec }),
           timeoutMs: remainingMs,
         });

@@ -1,8 +1,9 @@
 import { Queue } from 'bullmq';
 import { DataSource } from 'typeorm';
-import { BackupOfferingDeleted, BackupOfferingImportRequested, BackupRequested, ConsolidationRequested, RestoreRequested, Streams } from '@strata/domain';
+import { BackupOfferingDeleted, BackupOfferingImportRequested, BackupRequested, ConsolidationRequested, RestoreCompleted, RestoreRequested, Streams } from '@strata/domain';
 import { Checkpoint, EventStore, RecordedEvent, Subscription } from '@strata/event-store';
-import { consolidationJobId, hostQueueName, ManagementJob, managementJobId } from '@strata/jobs';
+import { consolidationJobId, ForgetDomainJobData, forgetDomainJobId, hostQueueName, ManagementJob, managementJobId } from '@strata/jobs';
+import { RestoreView } from '@strata/read-models';
 import { HostSecrets } from './host-secrets';
 import { buildBackupJob, buildConsolidationJob, buildRestoreJob } from './host-job-builder';
 import type { Lifecycle } from './lifecycle';
@@ -137,8 +138,15 @@ export class Dispatcher {
         const request = event.data as ConsolidationRequested['data'];
         const vmId = event.streamId.slice(Streams.vmBackups('').length);
         const data = await buildConsolidationJob(request, vmId, this.db);
-        await this.hostQueue(request.hostId).add('consolidate', data, { jobId: consolidationJobId(request.restoreId), attempts: 3, backoff: { type: 'fixed', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
+        await this.hostQueue(request.hostId).add('consolidate', this.forHost(data), { jobId: consolidationJobId(request.restoreId), attempts: 3, backoff: { type: 'fixed', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
         this.logger.log(`dispatcher: consolidation of quick restore ${request.restoreId} (${request.domainName}) -> host ${request.hostId}`);
+      }
+      if (event.type === 'RestoreCompleted' && (event.data as RestoreCompleted['data']).movedFromHostId) {
+        const done = event.data as RestoreCompleted['data'];
+        const moved = await this.db.getRepository(RestoreView).findOneOrFail({ where: { id: done.restoreId } });
+        const data: ForgetDomainJobData = { restoreId: done.restoreId, vmId: done.targetVmId, domainName: moved.domainName, movedToHostId: moved.hostId };
+        await this.hostQueue(done.movedFromHostId!).add('forgetDomain', data, { jobId: forgetDomainJobId(done.restoreId), attempts: 3, backoff: { type: 'fixed', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } });
+        this.logger.log(`dispatcher: ${moved.domainName} runs on host ${moved.hostId} after quick restore ${done.restoreId}; host ${done.movedFromHostId} removes its definition`);
       }
       if (this.lifecycle) await this.lifecycle.onEvent(event, (hostId) => this.hostQueue(hostId), (data) => this.forHost(data));
     }

@@ -2,7 +2,7 @@ import { DataSource } from 'typeorm';
 import { BackupCompleted, BackupRequested, ConsolidationRequested, RestoreRequested, Streams } from '@strata/domain';
 import { EventStore } from '@strata/event-store';
 import { BackupJobData, ConsolidationJobData, RestoreJobData } from '@strata/jobs';
-import { BackupRepositoryView, BackupView, effectiveSetting, VirtualMachineView } from '@strata/read-models';
+import { BackupRepositoryView, BackupView, effectiveSetting, RestoreView, VirtualMachineView } from '@strata/read-models';
 
 /** Where a backup's files go: `<vmId>/<chainId>/<backupId>/<volumeId>.qcow2` under the repository root. */
 export const backupFile = (vmId: string, chainId: string, backupId: string, volumeId: string) => `${vmId}/${chainId}/${backupId}/${volumeId}.qcow2`;
@@ -77,11 +77,17 @@ export async function buildRestoreJob(request: RestoreRequested['data'], db: Dat
     consolidationJobId: null,
     bandwidthBytesPerSec: await bandwidthBytesPerSec(db, repo.zoneId),
     timeoutSeconds,
+    movedFromHostId: request.movedFromHostId ?? null,
+    startVm: request.startVm === true,
   };
 }
 
+/** The pull of a quick restore's disks, on the host the VM runs on, with the repository its backing files are in. */
 export async function buildConsolidationJob(request: ConsolidationRequested['data'], vmId: string, db: DataSource): Promise<ConsolidationJobData> {
   const vm = await db.getRepository(VirtualMachineView).findOne({ where: { id: request.targetVmId } });
+  const restore = await db.getRepository(RestoreView).findOneOrFail({ where: { id: request.restoreId } });
+  const backup = await db.getRepository(BackupView).findOneOrFail({ where: { id: restore.backupId } });
+  const repo = await db.getRepository(BackupRepositoryView).findOneOrFail({ where: { id: backup.repositoryId } });
   return {
     restoreId: request.restoreId,
     vmId,
@@ -89,5 +95,6 @@ export async function buildConsolidationJob(request: ConsolidationRequested['dat
     domainName: request.domainName,
     disks: request.disks,
     bandwidthBytesPerSec: await bandwidthBytesPerSec(db, vm?.zoneId ?? null),
+    repository: repositoryAccess(repo),
   };
 }

@@ -12,6 +12,8 @@ export interface AgentConfig {
   keyFile: string;
   queuePrefix: string;
   heartbeatSeconds: number;
+  /** Other agents use the same libvirt: report only the domains placed on this host (see withPlacement). */
+  sharedLibvirt: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -24,6 +26,7 @@ export const AGENT_CONFIG_VARIABLES = [
   { name: 'STRATA_AGENT_KEY_FILE', default: '/var/lib/strata/host.key', description: 'the host key that opens repository credentials (`strata keys host`)' },
   { name: 'STRATA_QUEUE_PREFIX', default: 'strata', description: 'prefix of the BullMQ queues (as on the management plane)' },
   { name: 'STRATA_AGENT_HEARTBEAT_SECONDS', default: '10', description: 'seconds between heartbeats and domain reports' },
+  { name: 'STRATA_AGENT_SHARED_LIBVIRT', default: 'false', description: 'true when other agents use the same libvirt (test rigs): report only domains placed on this host' },
   { name: 'STRATA_LOG_LEVEL', default: 'info', description: '`debug`, `info`, `warn` or `error`' },
 ];
 
@@ -45,7 +48,9 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   if (!/^[a-zA-Z0-9_.]{1,64}$/.test(queuePrefix)) throw new ConfigError(`STRATA_QUEUE_PREFIX must be 1-64 letters, digits, "_" or ".", got ${JSON.stringify(queuePrefix)}`);
   const beat = get('STRATA_AGENT_HEARTBEAT_SECONDS', '10');
   if (!/^\d{1,4}$/.test(beat) || Number(beat) < 1) throw new ConfigError(`STRATA_AGENT_HEARTBEAT_SECONDS must be a whole number of seconds, got ${JSON.stringify(beat)}`);
+  const shared = get('STRATA_AGENT_SHARED_LIBVIRT', 'false');
+  if (shared !== 'true' && shared !== 'false') throw new ConfigError(`STRATA_AGENT_SHARED_LIBVIRT must be true or false, got ${JSON.stringify(shared)}`);
   const logLevel = get('STRATA_LOG_LEVEL', 'info');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`STRATA_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
-  return { hostName, zoneName, libvirtUri, redisUrl, mountRoot, keyFile, queuePrefix, heartbeatSeconds: Number(beat), logLevel: logLevel as AgentConfig['logLevel'] };
+  return { hostName, zoneName, libvirtUri, redisUrl, mountRoot, keyFile, queuePrefix, heartbeatSeconds: Number(beat), sharedLibvirt: shared === 'true', logLevel: logLevel as AgentConfig['logLevel'] };
 }

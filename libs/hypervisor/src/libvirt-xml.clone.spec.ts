@@ -1,4 +1,4 @@
-import { cloneDomainXml, parseDomainXml } from './libvirt-xml';
+import { cloneDomainXml, parseDomainXml, PLACEMENT_NS, withPlacement } from './libvirt-xml';
 
 const original = `<domain type='kvm'>
   <name>web-1</name>
@@ -70,5 +70,34 @@ describe('cloneDomainXml', () => {
     const odd = cloneDomainXml(original, { name: "a&b'<c>", uuid: '9f0e0d0c-aaaa-bbbb-cccc-ddddeeeeffff', disks: { vda: { path: "/images/x'y.qcow2", format: 'qcow2' } } });
     expect(parseDomainXml(odd).name).toBe("a&b'<c>");
     expect(parseDomainXml(odd).disks[0].sourcePath).toBe("/images/x'y.qcow2");
+  });
+});
+
+describe('the same VM on another host', () => {
+  it('keeps its MAC addresses when asked to (a move, not a clone)', () => {
+    const moved = cloneDomainXml(original, { name: 'web-1', uuid: '0b9a4f8e-1111-2222-3333-444455556666', disks: { vda: { path: '/images/web-1-a.qcow2', format: 'qcow2' } }, keepMacs: true });
+    expect(moved).toContain("<mac address='52:54:00:aa:bb:cc'/>");
+    expect(cloneDomainXml(original, { name: 'web-2', uuid: '9f0e0d0c-aaaa-bbbb-cccc-ddddeeeeffff', disks: {} })).not.toContain('<mac');
+  });
+
+  it('is marked as placed on its host: added, replaced, next to metadata of others, and read back', () => {
+    expect(parseDomainXml(original).placementHost).toBeNull();
+    const placed = withPlacement(original, 'kvm-2');
+    expect(parseDomainXml(placed).placementHost).toBe('kvm-2');
+    expect(parseDomainXml(placed).disks).toEqual(parseDomainXml(original).disks);
+    const again = withPlacement(placed, 'kvm-3');
+    expect(parseDomainXml(again).placementHost).toBe('kvm-3');
+    expect(again.match(/<[\w.-]+:placement\b/g)).toHaveLength(1);
+    // As libvirt writes it back (its own prefix and quotes), beside another application's metadata.
+    const fromLibvirt = original.replace(
+      '<memory',
+      `<metadata>\n    <app:x xmlns:app="urn:other"/>\n    <s:placement xmlns:s="${PLACEMENT_NS}" host="kvm-1"/>\n  </metadata>\n  <memory`,
+    );
+    expect(parseDomainXml(fromLibvirt).placementHost).toBe('kvm-1');
+    const moved = withPlacement(fromLibvirt, 'kvm-2');
+    expect(parseDomainXml(moved).placementHost).toBe('kvm-2');
+    expect(moved).toContain('<app:x xmlns:app="urn:other"/>');
+    expect(moved.match(/<[\w.-]+:placement\b/g)).toHaveLength(1);
+    expect(parseDomainXml(withPlacement(original.replace('<memory', '<metadata/><memory'), "a'b")).placementHost).toBe("a'b");
   });
 });

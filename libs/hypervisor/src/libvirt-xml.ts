@@ -35,6 +35,8 @@ export interface DomainDescription {
   memoryKiB: number | null;
   vcpus: number | null;
   disks: LibvirtDisk[];
+  /** The strata host the domain was placed on (see withPlacement), null when it carries no placement. */
+  placementHost: string | null;
 }
 
 function unitToKiB(value: number, unit: string | null): number {
@@ -92,7 +94,38 @@ export function parseDomainXml(xml: string): DomainDescription {
     memoryKiB: memoryValue === null ? null : unitToKiB(memoryValue, attribute(memory, 'unit')),
     vcpus: intOrNull(childText(root, 'vcpu')),
     disks,
+    placementHost: placementHostOf(root),
   };
+}
+
+// ---- placement ------------------------------------------------------------------------------------
+
+/** Namespace of the `<metadata>` element that names the strata host a domain was placed on. */
+export const PLACEMENT_NS = 'urn:strata:libvirt:placement:1';
+
+const declaresPlacementNs = (el: XmlElement) => Object.entries(el.attributes).some(([k, v]) => (k === 'xmlns' || k.startsWith('xmlns:')) && v === PLACEMENT_NS);
+
+function placementHostOf(root: XmlElement): string | null {
+  const metadata = childElement(root, 'metadata');
+  const placement = metadata?.children.find(declaresPlacementNs);
+  return attribute(placement, 'host');
+}
+
+/**
+ * The definition marked as placed on strata host `hostName` (replacing an earlier mark). A VM that a
+ * quick restore moved to another host carries the new host's name, so that agents sharing one libvirt
+ * (STRATA_AGENT_SHARED_LIBVIRT) each report only their own domains, and the old host can tell that a
+ * definition it finds is no longer its own.
+ */
+export function withPlacement(xml: string, hostName: string): string {
+  const element = `<strata:placement xmlns:strata='${PLACEMENT_NS}' host='${xmlEscape(hostName)}'/>`;
+  const ns = PLACEMENT_NS.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  let out = xml.replace(new RegExp(`\\s*<([A-Za-z_][\\w.-]*:)?placement\\b[^>]*=(['"])${ns}\\2[^>]*?(/>|>[\\s\\S]*?</([A-Za-z_][\\w.-]*:)?placement>)`, 'g'), '');
+  if (/<metadata\s*\/>/.test(out)) out = out.replace(/<metadata\s*\/>/, `<metadata>${element}</metadata>`);
+  else if (/<metadata>/.test(out)) out = out.replace(/<metadata>/, `<metadata>${element}`);
+  else out = out.replace(/(<\/name>)/, `$1<metadata>${element}</metadata>`);
+  if (parseDomainXml(out).placementHost !== hostName) throw new HypervisorError(`could not mark the definition of ${parseDomainXml(xml).name} as placed on host ${hostName}`);
+  return out;
 }
 
 // ---- checkpoints ----------------------------------------------------------------------------------
@@ -238,6 +271,8 @@ export interface DomainCloneSpec {
   uuid: string;
   /** The new image of each disk kept, by target device. Disks (device `disk`) not named here are dropped. */
   disks: Record<string, { path: string; format: string }>;
+  /** The same VM on a new host rather than a new VM: its network interfaces keep their MAC addresses. */
+  keepMacs?: boolean;
 }
 
 /**
@@ -250,7 +285,7 @@ export function cloneDomainXml(xml: string, spec: DomainCloneSpec): string {
   const before = parseDomainXml(xml);
   let out = xml.replace(/<name>[^<]*<\/name>/, `<name>${xmlEscape(spec.name)}</name>`);
   out = /<uuid>[^<]*<\/uuid>/.test(out) ? out.replace(/<uuid>[^<]*<\/uuid>/, `<uuid>${xmlEscape(spec.uuid)}</uuid>`) : out.replace(/(<name>[^<]*<\/name>)/, `$1<uuid>${xmlEscape(spec.uuid)}</uuid>`);
-  out = out.replace(/\s*<mac address=(['"])[^'"]*\1\s*\/>/g, '');
+  if (!spec.keepMacs) out = out.replace(/\s*<mac address=(['"])[^'"]*\1\s*\/>/g, '');
   out = out.replace(/(\s*)<disk\b[\s\S]*?<\/disk>/g, (block: string) => {
     const disk = parseDomainDisk(parseXml(block.trim()));
     if (!disk || disk.device !== 'disk') return block;

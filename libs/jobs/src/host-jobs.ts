@@ -90,6 +90,14 @@ export interface RestoreJobData {
   /** 0 = unlimited (nas.backup.bandwidth.limit.mbps). */
   bandwidthBytesPerSec: number;
   timeoutSeconds: number;
+  /**
+   * A quick restore that moves the VM onto this host (`hostid`): where the domain is not defined here, it
+   * is defined from the backup's manifest under its own name and uuid; either way its definition is
+   * marked as placed on this host. The old host removes its definition afterwards (`forgetDomain`).
+   */
+  movedFromHostId?: string | null;
+  /** A volume restore that starts the stopped target VM here once the volume is attached. */
+  startVm?: boolean;
 }
 
 export interface RestoreJob {
@@ -105,6 +113,8 @@ export interface ConsolidationJobData {
   domainName: string;
   disks: { volumeId: string; target: string; path: string }[];
   bandwidthBytesPerSec: number;
+  /** The repository the disks' backing files are in: mounted (or kept mounted) until the pull is done. */
+  repository: RepositoryAccess;
 }
 
 export interface ConsolidationJob {
@@ -114,7 +124,27 @@ export interface ConsolidationJob {
 
 export const consolidationJobId = (restoreId: string) => `consolidate-${restoreId}`;
 
-export type HostJob = BackupJob | RestoreJob | ConsolidationJob | RemoveBackupJob;
+/**
+ * Sent to the host a VM was moved away from by a quick restore (`hostid`): removes its stale, shut-off
+ * definition of the VM (the disk files stay). A definition that runs, or that is placed on another host
+ * (a libvirt shared with that host), is left alone.
+ */
+export interface ForgetDomainJobData {
+  restoreId: string;
+  vmId: string;
+  domainName: string;
+  /** The host the VM now runs on, for the log. */
+  movedToHostId: string;
+}
+
+export interface ForgetDomainJob {
+  name: 'forgetDomain';
+  data: ForgetDomainJobData;
+}
+
+export const forgetDomainJobId = (restoreId: string) => `forget-${restoreId}`;
+
+export type HostJob = BackupJob | RestoreJob | ConsolidationJob | RemoveBackupJob | ForgetDomainJob;
 
 export interface DomainDisk {
   target: string;

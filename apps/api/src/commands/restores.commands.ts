@@ -29,6 +29,19 @@ async function checkQuickRestoreAllowed(s: ApiServices, backup: BackupView, quic
   }
 }
 
+/**
+ * `hostid` of restoreBackup and restoreVolumeFromBackupAndAttachToVM: the host where the quick-restored
+ * VM starts, so only with quickrestore, and an Up host of the VM's zone.
+ */
+async function quickRestoreHost(s: ApiServices, hostId: string | undefined, quick: boolean, vm: VirtualMachineView): Promise<HostView | null> {
+  if (hostId === undefined) return null;
+  if (!quick) throw invalid('hostid names the host where a quick-restored virtual machine starts: give it only with quickrestore=true', 'hostid');
+  const host = await s.db.getRepository(HostView).findOne({ where: { id: hostId } });
+  if (!host) throw notFound(`host ${hostId} does not exist`, 'hostid');
+  if (host.zoneId !== vm.zoneId) throw invalid(`host ${host.name} is in another zone than virtual machine ${vm.name}; a VM starts only on a host of its own zone`, 'hostid');
+  return requireHostUp(s, host.id, 'host');
+}
+
 async function requireHostUp(s: ApiServices, hostId: string, what: string): Promise<HostView> {
   const host = await s.db.getRepository(HostView).findOne({ where: { id: hostId } });
   if (!host || host.state !== 'Up') throw conflict(`${what} ${host?.name ?? hostId} is ${host?.state ?? 'unknown'}; restores need its agent`);
@@ -66,7 +79,7 @@ export function restoreCommands(s: ApiServices): CommandDefinition[] {
       params: [
         { name: 'id', type: 'uuid', required: true, description: 'the backup' },
         quickParam,
-        { name: 'hostid', type: 'uuid', adminOnly: true, description: 'the host where a quick-restored VM starts (the VM host)' },
+        { name: 'hostid', type: 'uuid', adminOnly: true, description: 'with quickrestore: the host of the zone where the VM starts (another host than its own moves it there)' },
       ],
       async handle(params, ctx) {
         const { backup, repo } = await restorableBackup(s, params.id as string, 'id');
@@ -75,14 +88,14 @@ export function restoreCommands(s: ApiServices): CommandDefinition[] {
         const vm = await s.db.getRepository(VirtualMachineView).findOne({ where: { id: backup.vmId } });
         if (!vm) throw conflict(`virtual machine ${backup.vmId} of backup ${backup.id} no longer exists; use createVMFromBackup`);
         if (vm.zoneId !== repo.zoneId) throw invalid(`virtual machine ${vm.name} is in another zone than the repository of backup ${backup.id}`, 'id');
-        if (params.hostid && params.hostid !== vm.hostId) {
-          throw invalid(`virtual machine ${vm.name} is defined on host ${vm.hostId} and is restored there; use createVMFromBackup with hostid to restore onto another host`, 'hostid');
-        }
+        const target = await quickRestoreHost(s, params.hostid as string | undefined, quick, vm);
         if (vm.state !== 'Stopped') throw conflict(`virtual machine ${vm.name} is ${vm.state}; stop it before restoring it (or restore into a new VM with createVMFromBackup)`);
         if (quick && backup.volumes.some((v) => v.format !== 'qcow2')) {
           throw invalid(`backup ${backup.id} holds volumes that are not qcow2, which cannot run from a quick restore's overlay; restore without quickrestore`, 'quickrestore');
         }
+        // Its own host too, when it moves: that host removes its definition, and it must be known stopped there.
         await requireHostUp(s, vm.hostId, 'the host of virtual machine');
+        const hostId = target?.id ?? vm.hostId;
         const restoreId = s.newId();
         const jobId = s.newId();
         await requestRestore(
@@ -96,7 +109,8 @@ export function restoreCommands(s: ApiServices): CommandDefinition[] {
             kind: 'vm',
             quick,
             targetVmId: vm.id,
-            hostId: vm.hostId,
+            hostId,
+            movedFromHostId: hostId === vm.hostId ? null : vm.hostId,
             volumeIds: [],
             domainName: vm.name,
             newVmName: null,
@@ -120,7 +134,7 @@ export function restoreCommands(s: ApiServices): CommandDefinition[] {
         { name: 'volumeid', type: 'string', required: true, maxLength: 64, description: "the backed-up volume's id (listBackups' volumes)" },
         { name: 'virtualmachineid', type: 'uuid', required: true, description: 'the virtual machine that gets the volume' },
         quickParam,
-        { name: 'hostid', type: 'uuid', adminOnly: true, description: "the host (the virtual machine's host)" },
+        { name: 'hostid', type: 'uuid', adminOnly: true, description: "with quickrestore: the host where the VM runs with its new volume, started there when it is stopped (its own host)" },
       ],
       async handle(params, ctx) {
         const { backup, repo } = await restorableBackup(s, params.backupid as string, 'backupid');
@@ -131,7 +145,14 @@ export function restoreCommands(s: ApiServices): CommandDefinition[] {
         const vm = await s.db.getRepository(VirtualMachineView).findOne({ where: { id: params.virtualmachineid as string } });
         if (!vm) throw notFound(`virtual machine ${params.virtualmachineid as string} does not exist`, 'virtualmachineid');
         if (vm.zoneId !== repo.zoneId) throw invalid(`virtual machine ${vm.name} is in another zone than the repository of backup ${backup.id}`, 'virtualmachineid');
-        if (params.hostid && params.hostid !== vm.hostId) throw invalid(`virtual machine ${vm.name} runs on another host; the volume is attached on the VM's host`, 'hostid');
+        const target = await quickRestoreHost(s, params.hostid as string | undefined, quick, vm);
+        if (target && target.id !== vm.hostId) {
+          // The VM's definition lives only in its host's libvirt: another host could not start it.
+          throw invalid(
+            `virtual machine ${vm.name} is defined on host ${vm.hostId}; a volume restore starts it there only (to move the VM, quick-restore it with restoreBackup and hostid)`,
+            'hostid',
+          );
+        }
         await requireHostUp(s, vm.hostId, 'the host of virtual machine');
         const restoreId = s.newId();
         const jobId = s.newId();
@@ -154,6 +175,7 @@ export function restoreCommands(s: ApiServices): CommandDefinition[] {
             domainName: vm.name,
             newVmName: null,
             destinations: [{ volumeId: volume.volumeId, path }],
+            startVm: target !== null && vm.state === 'Stopped',
             backupParameter: 'backupid',
             at: ctx.now,
           },

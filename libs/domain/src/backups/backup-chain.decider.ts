@@ -51,6 +51,8 @@ export interface ActiveRestore {
   hostId: string;
   phase: 'restoring' | 'consolidating';
   readsBackupIds: string[];
+  /** Set when the restore moves the VM onto `hostId` (see RestoreRequested). */
+  movedFromHostId?: string;
 }
 
 /**
@@ -144,6 +146,10 @@ export interface RequestRestoreCommand {
     domainName: string;
     newVmName: string | null;
     destinations: { volumeId: string; path: string }[];
+    /** A quick restore of the VM that starts it on `hostId`, away from this host where it is defined. */
+    movedFromHostId?: string | null;
+    /** A volume restore that starts the stopped target VM on `hostId` once the volume is attached. */
+    startVm?: boolean;
     /** The parameter that names the backup in the API command (`id` or `backupid`), for errors. */
     backupParameter: string;
     at: Date;
@@ -176,8 +182,21 @@ function decideRestore(d: RequestRestoreCommand['data'], state: BackupChainState
     if (state.pending?.backupId === d.backupId) throw conflict(`backup ${d.backupId} is not finished yet; restore it once it is BackedUp`);
     throw notFound(`backup ${d.backupId} does not exist or did not complete`, d.backupParameter);
   }
-  const removing = removalBlocksRestore(state, d.backupId, chainOf(state, d.backupId));
+  const reads = chainOf(state, d.backupId);
+  const removing = removalBlocksRestore(state, d.backupId, reads);
   if (removing) throw conflict(removing);
+  // The reverse of "no swap while the chain is read": a restore never opens a file a Finalizing attempt is renaming.
+  const swapping = reads.filter((id) => state.swapping?.[id]);
+  if (swapping.length) {
+    throw conflict(
+      `the compressed files of backup ${swapping.join(', ')} (read by this restore) are being swapped in by compression job ${swapping.map((id) => state.swapping[id]).join(', ')}; restore it again in a few seconds`,
+    );
+  }
+  if (d.movedFromHostId) {
+    if (d.kind !== 'vm' || !d.quick) throw invalid('only a quick restore of the virtual machine itself can start it on another host', 'hostid');
+    if (d.movedFromHostId === d.hostId) throw new DomainError('invalid', `restore ${d.restoreId} moves the VM onto the host it is already on`);
+  }
+  if (d.startVm && (d.kind !== 'volume' || !d.quick)) throw invalid('only a quick volume restore starts the virtual machine on a host', 'hostid');
   const volumeIds = d.volumeIds.length ? d.volumeIds : backup.volumeIds;
   const unknown = volumeIds.find((v) => !backup.volumeIds.includes(v));
   if (unknown) throw invalid(`volume ${unknown} is not in backup ${d.backupId}`, 'volumeid');
@@ -210,7 +229,9 @@ function decideRestore(d: RequestRestoreCommand['data'], state: BackupChainState
         domainName: d.domainName,
         newVmName: d.newVmName,
         destinations: destinations as { volumeId: string; path: string }[],
-        readsBackupIds: chainOf(state, d.backupId),
+        readsBackupIds: reads,
+        ...(d.movedFromHostId ? { movedFromHostId: d.movedFromHostId } : {}),
+        ...(d.startVm ? { startVm: true as const } : {}),
         requestedAt: d.at.toISOString(),
       },
     },
@@ -304,7 +325,19 @@ export const backupChainDecider: Decider<BackupChainCommand, BackupChainEvent, B
         const r = state.restores[d.restoreId];
         if (!r || r.phase !== 'restoring') return []; // already finished: a retried report
         const events: BackupChainEvent[] = [
-          { type: 'RestoreCompleted', data: { restoreId: d.restoreId, backupId: r.backupId, kind: r.kind, quick: r.quick, targetVmId: r.targetVmId, disks: d.disks, completedAt: d.at.toISOString() } },
+          {
+            type: 'RestoreCompleted',
+            data: {
+              restoreId: d.restoreId,
+              backupId: r.backupId,
+              kind: r.kind,
+              quick: r.quick,
+              targetVmId: r.targetVmId,
+              disks: d.disks,
+              ...(r.movedFromHostId ? { movedFromHostId: r.movedFromHostId } : {}),
+              completedAt: d.at.toISOString(),
+            },
+          },
         ];
         if (r.quick) {
           if (!d.consolidation) throw new DomainError('invalid', `quick restore ${d.restoreId} completed without a consolidation to follow`);
@@ -358,7 +391,19 @@ export const backupChainDecider: Decider<BackupChainCommand, BackupChainEvent, B
         return { ...state, chain: [], endedBecause: 'chain finished' };
       case 'RestoreRequested': {
         const d = event.data;
-        const restores = { ...state.restores, [d.restoreId]: { backupId: d.backupId, kind: d.kind, quick: d.quick, targetVmId: d.targetVmId, hostId: d.hostId, phase: 'restoring' as const, readsBackupIds: d.readsBackupIds } };
+        const restores = {
+          ...state.restores,
+          [d.restoreId]: {
+            backupId: d.backupId,
+            kind: d.kind,
+            quick: d.quick,
+            targetVmId: d.targetVmId,
+            hostId: d.hostId,
+            phase: 'restoring' as const,
+            readsBackupIds: d.readsBackupIds,
+            ...(d.movedFromHostId ? { movedFromHostId: d.movedFromHostId } : {}),
+          },
+        };
         // The VM's disks are replaced: its checkpoints no longer describe them, so the next backup is full.
         if (d.kind === 'vm') return { ...state, restores, chain: [], endedBecause: 'restored since last backup' };
         return { ...state, restores };

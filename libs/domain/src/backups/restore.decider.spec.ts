@@ -2,6 +2,7 @@ import { fold } from '../decider';
 import { deciderSpecification } from '../testing/decider-specification';
 import { backupChainDecider, backupsReadByRestores, RequestBackupCommand, RequestRestoreCommand } from './backup-chain.decider';
 import { BackupChainEvent, BackupRequested, BackupVolume } from './backup-chain.events';
+import { CompressionAttemptFailed, CompressionFinalized, CompressionStarted } from '../compression/backup-compression.events';
 
 const at = new Date('2026-11-22T10:00:00Z');
 const vmId = 'vm-1';
@@ -111,5 +112,73 @@ describe('backup chain decider: restores', () => {
     h = run(h, { type: 'CompleteRestore', data: { restoreId: 'r1', disks: [], consolidation: { consolidationJobId: 'cj', domainName: 'web' }, at } });
     h = run(h, { type: 'FailConsolidation', data: { restoreId: 'r1', reason: 'no space', at } });
     expect([...backupsReadByRestores(fold(backupChainDecider, h))]).toEqual(['b1', 'b2', 'b3']);
+  });
+
+  describe('the compression swap lock', () => {
+    const settings: CompressionStarted['data']['settings'] = { coroutines: 8, rateLimitMBps: 0, minimumFreeStorage: 1, timeoutSeconds: 600 };
+    const swapStarted = (backupId: string, jobId: string): CompressionStarted => ({
+      type: 'CompressionStarted',
+      data: { jobId, backupId, type: 'Finalizing', attempt: 1, hostId: 'h', startedAt: at.toISOString(), deadline: at.toISOString(), settings },
+    });
+    const swapped = (backupId: string, jobId: string): CompressionFinalized => ({
+      type: 'CompressionFinalized',
+      data: { jobId, backupId, attempt: 1, hostId: 'h', volumes: [], finalizedAt: at.toISOString() },
+    });
+    const swapFailed = (backupId: string, jobId: string): CompressionAttemptFailed => ({
+      type: 'CompressionAttemptFailed',
+      data: { jobId, backupId, type: 'Finalizing', attempt: 1, hostId: 'h', reason: 'host gone', failedAt: at.toISOString(), retryAt: null },
+    });
+    // Compression events share the VM's stream; the chain decider folds them for the lock alone.
+    const given = (events: unknown[]) => spec.given([...chainOfThree(), ...(events as BackupChainEvent[])]);
+
+    it('refuses every kind of restore that would read a file mid-swap, naming the backup and the job', () => {
+      for (const kind of ['vm', 'volume', 'newVm'] as const) {
+        given([swapStarted('b1', 'final-b1')]).when(restore('r1', 'b2', { kind, quick: kind !== 'vm', targetVmId: kind === 'vm' ? vmId : 'vm-2' })).thenThrows('conflict');
+      }
+      expect(() => backupChainDecider.decide(restore('r1', 'b3'), fold(backupChainDecider, [...chainOfThree(), swapStarted('b2', 'final-b2') as unknown as BackupChainEvent]))).toThrow(
+        'the compressed files of backup b2 (read by this restore) are being swapped in by compression job final-b2; restore it again in a few seconds',
+      );
+    });
+
+    it('lets a restore through whose chain holds no swapped file', () => {
+      const events = backupChainDecider.decide(restore('r1', 'b3'), fold(backupChainDecider, [...backedUp(chainOfThree(), 'iso', { isolated: true }), swapStarted('iso', 'final-iso') as unknown as BackupChainEvent]));
+      expect(events).toEqual([expect.objectContaining({ type: 'RestoreRequested', data: expect.objectContaining({ readsBackupIds: ['b1', 'b2', 'b3'] }) })]);
+    });
+
+    it('lets the restore through once the swap is done, or its attempt failed', () => {
+      for (const end of [swapped('b1', 'final-b1'), swapFailed('b1', 'final-b1')]) {
+        given([swapStarted('b1', 'final-b1'), end])
+          .when(restore('r1', 'b2'))
+          .then([
+            {
+              type: 'RestoreRequested',
+              data: { restoreId: 'r1', jobId: 'job-r1', vmId, backupId: 'b2', kind: 'vm', quick: false, targetVmId: vmId, hostId: 'h', volumeIds: ['v1', 'v2'], domainName: 'web', newVmName: null, destinations: [{ volumeId: 'v1', path: '/images/v1' }, { volumeId: 'v2', path: '/images/v2' }], readsBackupIds: ['b1', 'b2'], requestedAt: at.toISOString() },
+            },
+          ]);
+      }
+    });
+  });
+
+  describe('a quick restore onto another host', () => {
+    it('records where the VM comes from, and the completion says the old host is to forget it', () => {
+      let h = run(chainOfThree(), restore('r1', 'b3', { quick: true, hostId: 'h2', movedFromHostId: 'h' }));
+      expect(h[h.length - 1]).toMatchObject({ type: 'RestoreRequested', data: { hostId: 'h2', movedFromHostId: 'h' } });
+      const disk = { volumeId: 'v1', target: 'vda', path: '/images/a.qcow2' };
+      spec
+        .given(h)
+        .when({ type: 'CompleteRestore', data: { restoreId: 'r1', disks: [disk], consolidation: { consolidationJobId: 'cj', domainName: 'web' }, at } })
+        .then([
+          { type: 'RestoreCompleted', data: { restoreId: 'r1', backupId: 'b3', kind: 'vm', quick: true, targetVmId: vmId, disks: [disk], movedFromHostId: 'h', completedAt: at.toISOString() } },
+          { type: 'ConsolidationRequested', data: { restoreId: 'r1', consolidationJobId: 'cj', targetVmId: vmId, hostId: 'h2', domainName: 'web', disks: [disk], requestedAt: at.toISOString() } },
+        ]);
+      h = run(h, { type: 'CompleteRestore', data: { restoreId: 'r1', disks: [disk], consolidation: { consolidationJobId: 'cj', domainName: 'web' }, at } });
+      expect(fold(backupChainDecider, h).restores.r1).toMatchObject({ phase: 'consolidating', hostId: 'h2' });
+    });
+
+    it('only a quick restore of the VM itself moves it; a plain one, or a volume restore, is refused naming hostid', () => {
+      spec.given(chainOfThree()).when(restore('r1', 'b3', { quick: false, hostId: 'h2', movedFromHostId: 'h' })).thenThrows('invalid', 'hostid');
+      spec.given(chainOfThree()).when(restore('r1', 'b3', { kind: 'volume', quick: true, volumeIds: ['v1'], targetVmId: 'vm-2', hostId: 'h2', movedFromHostId: 'h' })).thenThrows('invalid', 'hostid');
+      spec.given(chainOfThree()).when(restore('r1', 'b3', { kind: 'vm', quick: true, startVm: true })).thenThrows('invalid', 'hostid');
+    });
   });
 });

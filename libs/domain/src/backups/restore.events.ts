@@ -21,6 +21,13 @@ export type RestoreRequested = DomainEvent<
     targetVmId: string;
     /** The host that does the work (and runs a quick-restored VM). */
     hostId: string;
+    /**
+     * A quick restore of the VM onto another host (`hostid`): the host the VM was defined on, whose
+     * definition is removed once the VM runs on `hostId`. Absent when the VM stays where it is.
+     */
+    movedFromHostId?: string;
+    /** A volume restore (`hostid` given) that starts the stopped target VM once the volume is attached. */
+    startVm?: true;
     /** The backed-up volumes restored. */
     volumeIds: string[];
     /** The libvirt domain that gets the disks (the new one's name for `newVm`). */
@@ -45,7 +52,17 @@ export interface RestoredDisk {
 
 export type RestoreCompleted = DomainEvent<
   'RestoreCompleted',
-  { restoreId: string; backupId: string; kind: RestoreKind; quick: boolean; targetVmId: string; disks: RestoredDisk[]; completedAt: string }
+  {
+    restoreId: string;
+    backupId: string;
+    kind: RestoreKind;
+    quick: boolean;
+    targetVmId: string;
+    disks: RestoredDisk[];
+    /** The VM now runs on the restore's host: this host's stale definition of it is to be removed. */
+    movedFromHostId?: string;
+    completedAt: string;
+  }
 >;
 
 export type RestoreFailed = DomainEvent<'RestoreFailed', { restoreId: string; backupId: string; reason: string; cleanedUp: string[]; failedAt: string }>;

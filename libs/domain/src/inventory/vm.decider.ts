@@ -45,6 +45,10 @@ export const vmDecider: Decider<VmCommand, VmEvent, VmAggregate> = {
         const d = command.data;
         const at = d.at.toISOString();
         if (!state.known) return [{ type: 'VmDiscovered', data: { vmId: d.vmId, name: d.name, hostId: d.hostId, zoneId: d.zoneId, state: d.state, volumes: d.volumes, at } }];
+        // A shut-off definition on another host (left behind by a quick restore onto a new host until that
+        // host removes it, or by a migration) never takes a running VM away from where it runs: jobs for
+        // the VM would go to a host whose copy is stale.
+        if (d.hostId !== state.hostId && d.state === 'Stopped' && state.state === 'Running') return [];
         const events: VmEvent[] = [];
         if (state.state !== d.state || state.hostId !== d.hostId) events.push({ type: 'VmStateChanged', data: { vmId: d.vmId, state: d.state, hostId: d.hostId, at } });
         if (volumeKey(state.volumes) !== volumeKey(d.volumes)) events.push({ type: 'VmVolumesChanged', data: { vmId: d.vmId, volumes: d.volumes, at } });
