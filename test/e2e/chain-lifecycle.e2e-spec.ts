@@ -1,19 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { ApiClient } from '../support/api-client';
-import { createPrng, createTestDomain, ExpectedDisks, TestDomain, useLibvirtCleanup, writeScattered } from '../support/libvirt';
-import { agentEnv, assignWhenListed, createBackupCatalog, okCaller } from '../support/backup-fixture';
-import { RunningPlane, startManagementPlane } from '../support/management-plane';
-import { runStrata, startStrata, StrataProcess, until } from '../support/strata-process';
+import { rm } from 'node:fs/promises';
+import { createPrng, useLibvirtCleanup, writeScattered } from '../support/libvirt';
+import { backupDir, BackupRow, createBackupCatalog, expectRepositoryExact, getBackup, listVmBackups, takeBackup, useBackupRig } from '../support/backup-fixture';
+import { runStrata, until } from '../support/strata-process';
 
-interface Backup {
-  id: string;
-  name?: string;
-  type: string;
-  status: string;
-  chainid: string;
-  parentid?: string;
-  chainposition: number;
+interface Backup extends BackupRow {
   isolated: boolean;
 }
 
@@ -27,67 +18,29 @@ interface Backup {
  */
 describe('chain lifecycle: random deletes, merges and backups keep every backup restorable', () => {
   useLibvirtCleanup();
-  let plane: RunningPlane;
-  let api: ApiClient;
-  let agent: StrataProcess;
-  let domain: TestDomain;
-  let expected: ExpectedDisks;
-  let repoDir: string;
+  const rig = useBackupRig({ zoneName: 'lifecycle-zone', disks: [{ sizeMiB: 16 }, { sizeMiB: 16 }], catalog: (api, zoneName) => createBackupCatalog(api, zoneName, 4) });
+  const { ok } = rig;
   let repoId: string;
-  let volumeIds: Record<string, string>;
-  const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
   const seed = process.env.STRATA_TEST_SEED ?? randomBytes(4).toString('hex');
-  const ok = okCaller(() => api);
-  const live = async () => ((await ok('listBackups', { virtualmachineid: domain.uuid })).backup as Backup[] | undefined) ?? [];
+  const live = () => listVmBackups<Backup>(rig);
 
   beforeAll(async () => {
-    plane = await startManagementPlane();
-    api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
-    const catalog = await createBackupCatalog(api, 'lifecycle-zone', 4);
-    repoDir = catalog.repoDir;
     repoId = ((await ok('listBackupRepositories', {})).backuprepository as { id: string }[])[0].id;
-    agent = startStrata(['agent'], agentEnv(plane, hostName, 'lifecycle-zone'));
-    domain = await createTestDomain({ disks: [{ sizeMiB: 16 }, { sizeMiB: 16 }], running: true });
-    expected = await ExpectedDisks.forDomain(domain);
-    volumeIds = await assignWhenListed(api, domain.uuid, catalog.offeringId, () => agent.output());
-  });
-
-  afterAll(async () => {
-    agent?.child.kill('SIGTERM');
-    await agent?.exited;
-    await domain?.destroy();
-    await plane?.stop();
   });
 
   async function backup(label: string, isolated: boolean): Promise<void> {
-    await expected.snapshot(label);
-    const started = await ok('createBackup', { virtualmachineid: domain.uuid, name: label, ...(isolated && { isolated: 'true' }) });
-    const job = await api.waitForJob(started.jobid as string, 120_000);
-    if (job.jobstatus !== 1) throw new Error(`backup ${label} failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-2000)})`);
+    await takeBackup(rig, label, { params: isolated ? { isolated: 'true' } : {} });
   }
 
   async function remove(b: Backup): Promise<void> {
     const r = await ok('deleteBackup', { id: b.id });
-    const job = await api.waitForJob(r.jobid as string, 120_000);
-    if (job.jobstatus !== 1) throw new Error(`deleteBackup ${b.name} failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-2000)})`);
-    await until(async () => ((await ok('listBackups', { id: b.id })).backup as Backup[])[0]?.status === 'Expunged', 60_000, `backup ${b.name} to be Expunged`, 100);
+    const job = await rig.api.waitForJob(r.jobid as string, 120_000);
+    if (job.jobstatus !== 1) throw new Error(`deleteBackup ${b.name} failed: ${JSON.stringify(job.jobresult)} (agent: ${rig.agent.output().slice(-2000)})`);
+    await until(async () => (await getBackup(rig, b.id))?.status === 'Expunged', 60_000, `backup ${b.name} to be Expunged`, 100);
   }
 
   /** Every remaining backup equals its moment; the repository holds their files and nothing else. */
-  async function verify(step: string): Promise<void> {
-    const backups = await live();
-    for (const b of backups) {
-      expect({ step, backup: b.name, status: b.status }).toEqual({ step, backup: b.name, status: 'BackedUp' });
-      for (const target of ['vda', 'vdb']) {
-        const top = join(repoDir, domain.uuid, b.chainid, b.id, `${volumeIds[target]}.qcow2`);
-        const result = await expected.get(target).compareWith(top, b.name!, { format: 'qcow2' });
-        expect({ step, backup: b.name, target, ...result }).toMatchObject({ equal: true });
-      }
-    }
-    const check = await runStrata(['repository', 'check', '--id', repoId, '--json'], plane.env);
-    const report = JSON.parse(check.stdout || '{}') as { unreferenced: string[]; missing: unknown[]; backups: number };
-    expect({ step, unreferenced: report.unreferenced, missing: report.missing, backups: report.backups }).toEqual({ step, unreferenced: [], missing: [], backups: backups.length });
-  }
+  const verify = (step: string) => expectRepositoryExact(rig, repoId, step);
 
   it(`runs 64 random operations (seed ${seed}) and every remaining backup stays identical to its moment`, async () => {
     const next = createPrng(seed);
@@ -102,29 +55,29 @@ describe('chain lifecycle: random deletes, merges and backups keep every backup 
         const roll = next() % 100;
         let what: string;
         if (step === 1 || (backups.length === 0 && roll < 60)) {
-          await writeScattered(domain, pick(['vda', 'vdb']), { seed: `${seed}/${step}`, count: 1 + (next() % 6) }, { expected });
+          await writeScattered(rig.domain, pick(['vda', 'vdb']), { seed: `${seed}/${step}`, count: 1 + (next() % 6) }, { expected: rig.expected });
           await backup(`s${String(++n).padStart(3, '0')}`, false);
           what = 'backup';
         } else if ((step === 24 || step === 48) && backups.length > 0) {
           // A real restore: the VM's disks become the backup's, and its next backup is full.
           const b = pick(backups);
-          await domain.stop();
-          const vmState = async () => ((await ok('listVirtualMachines', { id: domain.uuid })).virtualmachine as { state: string }[])[0].state;
+          await rig.domain.stop();
+          const vmState = async () => ((await ok('listVirtualMachines', { id: rig.domain.uuid })).virtualmachine as { state: string }[])[0].state;
           await until(async () => (await vmState()) === 'Stopped', 30_000, 'the agent to report the VM stopped', 200);
           const r = await ok('restoreBackup', { id: b.id });
-          const job = await api.waitForJob(r.jobid as string, 120_000);
+          const job = await rig.api.waitForJob(r.jobid as string, 120_000);
           expect({ step, restore: b.name, status: job.jobstatus, result: job.jobresult }).toMatchObject({ status: 1 });
-          await expected.resetTo(b.name!);
-          expect(await expected.compareDomain(domain)).toEqual({ vda: expect.objectContaining({ equal: true }), vdb: expect.objectContaining({ equal: true }) });
-          await domain.start();
+          await rig.expected.resetTo(b.name!);
+          expect(await rig.expected.compareDomain(rig.domain)).toEqual({ vda: expect.objectContaining({ equal: true }), vdb: expect.objectContaining({ equal: true }) });
+          await rig.domain.start();
           await until(async () => (await vmState()) === 'Running', 30_000, 'the agent to report the VM running', 200);
           what = `restore ${b.name}`;
         } else if (roll < 30) {
-          await writeScattered(domain, pick(['vda', 'vdb']), { seed: `${seed}/${step}`, count: 1 + (next() % 8) }, { expected });
+          await writeScattered(rig.domain, pick(['vda', 'vdb']), { seed: `${seed}/${step}`, count: 1 + (next() % 8) }, { expected: rig.expected });
           what = 'write';
         } else if (roll < 55) {
           const isolated = next() % 8 === 0;
-          await writeScattered(domain, pick(['vda', 'vdb']), { seed: `${seed}/${step}b`, count: 1 + (next() % 4) }, { expected });
+          await writeScattered(rig.domain, pick(['vda', 'vdb']), { seed: `${seed}/${step}b`, count: 1 + (next() % 4) }, { expected: rig.expected });
           await backup(`s${String(++n).padStart(3, '0')}`, isolated);
           what = isolated ? 'isolated backup' : 'backup';
         } else if (roll < 92 && backups.length > 0) {
@@ -138,7 +91,7 @@ describe('chain lifecycle: random deletes, merges and backups keep every backup 
           await remove(b);
           what = `delete ${kind} ${b.name} (${b.type}${hasChild ? ', merged into its child' : ''})`;
         } else {
-          await ok('finishBackupChain', { virtualmachineid: domain.uuid });
+          await ok('finishBackupChain', { virtualmachineid: rig.domain.uuid });
           what = 'finishBackupChain';
         }
         did(what.split(' ')[0]);
@@ -155,23 +108,22 @@ describe('chain lifecycle: random deletes, merges and backups keep every backup 
   });
 
   it('deleteBackup refuses an unknown backup naming id (431), and a forced delete removes a backup whose files are gone', async () => {
-    const unknown = await api.call('deleteBackup', { id: '00000000-0000-4000-8000-000000000000' });
+    const unknown = await rig.api.call('deleteBackup', { id: '00000000-0000-4000-8000-000000000000' });
     expect(unknown.status).toBe(431);
     expect(JSON.stringify(unknown.body)).toContain('id');
-    await writeScattered(domain, 'vda', { seed: `${seed}/forced`, count: 2 }, { expected });
+    await writeScattered(rig.domain, 'vda', { seed: `${seed}/forced`, count: 2 }, { expected: rig.expected });
     await backup('forced1', true);
     const b = (await live()).find((x) => x.name === 'forced1')!;
-    await runStrata(['repository', 'check', '--id', repoId, '--json'], plane.env);
-    const { rm } = await import('node:fs/promises');
-    await rm(join(repoDir, domain.uuid, b.chainid, b.id), { recursive: true, force: true });
-    const check = JSON.parse((await runStrata(['repository', 'check', '--id', repoId, '--json'], plane.env)).stdout) as { missing: { backupId: string }[] };
+    await runStrata(['repository', 'check', '--id', repoId, '--json'], rig.plane.env);
+    await rm(backupDir(rig, b), { recursive: true, force: true });
+    const check = JSON.parse((await runStrata(['repository', 'check', '--id', repoId, '--json'], rig.plane.env)).stdout) as { missing: { backupId: string }[] };
     expect(check.missing.map((m) => m.backupId)).toEqual([b.id]);
     const plain = await ok('deleteBackup', { id: b.id });
-    const failed = await api.waitForJob(plain.jobid as string, 60_000);
+    const failed = await rig.api.waitForJob(plain.jobid as string, 60_000);
     expect({ status: failed.jobstatus, text: JSON.stringify(failed.jobresult) }).toMatchObject({ status: 2, text: expect.stringContaining('forced') });
     const forced = await ok('deleteBackup', { id: b.id, forced: 'true' });
-    expect((await api.waitForJob(forced.jobid as string, 60_000)).jobstatus).toBe(1);
-    const row = ((await ok('listBackups', { id: b.id })).backup as (Backup & { failure?: string })[])[0];
+    expect((await rig.api.waitForJob(forced.jobid as string, 60_000)).jobstatus).toBe(1);
+    const row = await getBackup(rig, b.id);
     expect(row).toMatchObject({ status: 'Expunged', failure: expect.stringContaining('already missing') });
     const repo = ((await ok('listBackupRepositories', { id: repoId })).backuprepository as { usedbytes: number; backupcount: number }[])[0];
     expect(repo.backupcount).toBe((await live()).length);

@@ -1,12 +1,12 @@
 import { posix } from 'node:path';
-import { Job, Queue, Worker } from 'bullmq';
+import { defaultRepeatStrategy, Job, Queue, Worker } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { asyncJobDecider, backupChainDecider, backupDeletionDecider, BackupRemovalStarted, BackupSchedule, backupScheduleDecider, BackupScheduleDeleted, DomainError, Streams } from '@strata/domain';
 import { BackupRemovalUseCase, CommandHandler, deterministicId } from '@strata/application';
 import { EventStore, RecordedEvent } from '@strata/event-store';
 import { removalHostJobId, RemoveBackupJobData, RepositoryAccess } from '@strata/jobs';
 import { BackupOfferingView, BackupRepositoryView, effectiveSetting, HostView, NativeOfferingView, VirtualMachineView } from '@strata/read-models';
-import { Logger } from './dispatcher';
+import { Logger } from '@strata/config';
 import { backupFile } from './host-job-builder';
 
 /**
@@ -67,6 +67,25 @@ export function repeatOptionsOf(schedule: Pick<BackupSchedule, 'cron' | 'timezon
   return { pattern: schedule.cron, tz: schedule.timezone };
 }
 
+/**
+ * When a schedule fires next after `after`: BullMQ's own default repeat strategy (the job schedulers use
+ * no other) on the schedule's cron pattern and IANA time zone, so this is exactly what the schedulers do.
+ */
+export function nextFireAfter(schedule: Pick<BackupSchedule, 'cron' | 'timezone'>, after: Date): Date {
+  const millis = defaultRepeatStrategy(after.getTime(), { pattern: schedule.cron, tz: schedule.timezone });
+  if (millis === undefined) throw new Error(`cron pattern "${schedule.cron}" in ${schedule.timezone} never fires`);
+  return new Date(millis);
+}
+
+/**
+ * The time a job scheduler's job fires for: its id is `repeat:<schedulerId>:<millis>`. The job's own
+ * timestamp is when the previous fire created it (an hour or a day earlier), not when it was due.
+ */
+export function fireTimeOf(jobId: string, fallback: Date): Date {
+  const millis = /^repeat:.*:(\d+)$/.exec(jobId)?.[1];
+  return millis ? new Date(Number(millis)) : fallback;
+}
+
 /** Everything the host needs to remove one backup, from the VM's events (exact) and the read models (where). */
 export async function buildRemovalJob(request: BackupRemovalStarted['data'], vmId: string, db: DataSource, store: EventStore): Promise<{ hostId: string; data: RemoveBackupJobData } | null> {
   const events = await store.readStream(Streams.vmBackups(vmId));
@@ -123,14 +142,19 @@ export interface LifecycleDeps {
   logger: Logger;
 }
 
-/** Requests the backup a schedule fired for, as createBackup does; skipped (and logged) when one of the VM runs. */
+/**
+ * Requests the backup a schedule fired for, as createBackup does. A fire that cannot take a backup (one of
+ * the VM still runs, the host is down, ...) is skipped with a warning naming the fire and why: a
+ * backup missed is something an operator must be able to see.
+ */
 export async function requestScheduledBackup(deps: Pick<LifecycleDeps, 'db' | 'handler' | 'logger'>, vmId: string, scheduleId: string, fireId: string, at: Date): Promise<string | null> {
-  const skip = (why: string) => {
-    deps.logger.log(`schedule ${scheduleId} of VM ${vmId}: fire ${fireId} skipped: ${why}`);
+  const skip = (why: string, level: 'log' | 'warn' = 'warn') => {
+    deps.logger[level](`schedule ${scheduleId} of VM ${vmId}: fire ${fireId} (due ${at.toISOString()}) skipped: ${why}`);
     return null;
   };
   const schedule = (await deps.handler.load(Streams.vmSchedules(vmId), backupScheduleDecider)).state.schedules[scheduleId];
-  if (!schedule) return skip('the schedule was deleted');
+  // A fire already queued when the schedule was deleted: nothing was missed.
+  if (!schedule) return skip('the schedule was deleted', 'log');
   const vm = await deps.db.getRepository(VirtualMachineView).findOne({ where: { id: vmId } });
   if (!vm) return skip('the virtual machine is unknown');
   if (!vm.backupOfferingId) return skip('the virtual machine is not assigned to a backup offering');
@@ -182,7 +206,7 @@ export async function requestScheduledBackup(deps: Pick<LifecycleDeps, 'db' | 'h
     await deps.handler.handle(Streams.asyncJob(jobId), asyncJobDecider, { type: 'FailAsyncJob', data: { jobId, errorCode: 536, errorText: error.message, at } });
     return skip(error.message);
   }
-  deps.logger.log(`schedule ${scheduleId} of VM ${vmId}: backup ${backupId} (${schedule.intervalType}) requested`);
+  deps.logger.log(`schedule ${scheduleId} of VM ${vmId}: fire ${fireId} (due ${at.toISOString()}): backup ${backupId} (${schedule.intervalType}) requested`);
   return backupId;
 }
 
@@ -209,7 +233,7 @@ export class Lifecycle {
       case 'applyRetention':
         return (await this.removals.applyRetention(j.data.vmId, j.data.backupId, new Date())).length;
       case 'scheduledBackup':
-        return requestScheduledBackup(this.deps, j.data.vmId, j.data.scheduleId, String(job.id), new Date(job.timestamp));
+        return requestScheduledBackup(this.deps, j.data.vmId, j.data.scheduleId, String(job.id), fireTimeOf(String(job.id), new Date(job.timestamp)));
       default:
         throw new Error(`unknown lifecycle job ${job.name}`);
     }
@@ -233,7 +257,9 @@ export class Lifecycle {
       case 'BackupScheduleUpdated': {
         const s = event.data as BackupSchedule;
         await this.queue.upsertJobScheduler(scheduleSchedulerId(s.scheduleId), repeatOptionsOf(s), { name: 'scheduledBackup', data: { vmId: s.vmId, scheduleId: s.scheduleId }, opts: { attempts: 3, backoff: { type: 'fixed', delay: 2000 }, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } } });
-        this.deps.logger.log(`dispatcher: schedule ${s.scheduleId} (${s.intervalType} ${s.schedule} ${s.timezone}, cron "${s.cron}") of VM ${s.vmId} is running`);
+        const repeat = repeatOptionsOf(s);
+        const next = 'pattern' in repeat ? `next fire ${nextFireAfter(s, new Date()).toISOString()}` : `test interval: every ${repeat.every} ms`;
+        this.deps.logger.log(`dispatcher: schedule ${s.scheduleId} (${s.intervalType} ${s.schedule} ${s.timezone}, cron "${s.cron}") of VM ${s.vmId} is running (${next})`);
         return;
       }
       case 'BackupScheduleDeleted': {

@@ -1,4 +1,4 @@
-import { asyncJobDecider, backupDeletionDecider, BackupDeletionState, backupScheduleDecider, DomainEvent, Streams } from '@strata/domain';
+import { AsyncJobCommand, asyncJobDecider, BackupDeletionCommand, backupDeletionDecider, BackupDeletionState, backupScheduleDecider, DomainEvent, Streams } from '@strata/domain';
 import { RemovalReport } from '@strata/jobs';
 import { CommandHandler } from '../command-handler';
 import { deterministicId } from '../ids';
@@ -19,42 +19,41 @@ export class BackupRemovalUseCase {
   }
 
   async succeeded(report: Report<'BackupRemovalSucceeded'>): Promise<void> {
-    const before = await this.state(report.vmId);
-    const jobIds = before.removals[report.backupId]?.removalJobId === report.removalJobId ? before.removals[report.backupId].jobIds : [];
-    const at = new Date(report.at);
-    await this.handler.handle(
-      Streams.vmBackups(report.vmId),
-      backupDeletionDecider,
-      { type: 'CompleteRemoval', data: { backupId: report.backupId, removalJobId: report.removalJobId, outcome: report.outcome, at } },
-      { eventId: (_e, i) => deterministicId(report.removalJobId, 'completed', String(i)) },
-    );
-    for (const jobId of jobIds) {
-      await this.handler.handle(
-        Streams.asyncJob(jobId),
-        asyncJobDecider,
-        { type: 'SucceedAsyncJob', data: { jobId, resultType: 'success', result: { success: true, displaytext: report.outcome.kind === 'merged' ? `backup ${report.backupId} was merged into the backups that depend on it and removed` : `backup ${report.backupId} was removed` }, at } },
-        { eventId: () => deterministicId(report.removalJobId, jobId, 'job-succeeded') },
-      );
-    }
+    const { backupId, removalJobId, outcome } = report;
+    const displaytext = outcome.kind === 'merged' ? `backup ${backupId} was merged into the backups that depend on it and removed` : `backup ${backupId} was removed`;
+    await this.conclude(report, {
+      removal: (at) => ({ type: 'CompleteRemoval', data: { backupId, removalJobId, outcome, at } }),
+      removalTag: 'completed',
+      job: (jobId, at) => ({ type: 'SucceedAsyncJob', data: { jobId, resultType: 'success', result: { success: true, displaytext }, at } }),
+      jobTag: 'job-succeeded',
+    });
   }
 
   async failed(report: Report<'BackupRemovalFailed'>): Promise<void> {
-    const before = await this.state(report.vmId);
-    const jobIds = before.removals[report.backupId]?.removalJobId === report.removalJobId ? before.removals[report.backupId].jobIds : [];
+    const { backupId, removalJobId, reason } = report;
+    await this.conclude(report, {
+      removal: (at) => ({ type: 'FailRemoval', data: { backupId, removalJobId, reason, at } }),
+      removalTag: 'failed',
+      job: (jobId, at) => ({ type: 'FailAsyncJob', data: { jobId, errorCode: 530, errorText: `backup ${backupId} could not be removed: ${reason}`, at } }),
+      jobTag: 'job-failed',
+    });
+  }
+
+  /**
+   * The host's outcome of one removal attempt, then the end of the async jobs that waited for it. The jobs
+   * are read before the outcome is recorded (which ends the removal's entry), and only when the report is
+   * of the attempt that runs: a late report of an earlier attempt must not end the jobs of the current one.
+   */
+  private async conclude(
+    report: RemovalReport,
+    end: { removal: (at: Date) => BackupDeletionCommand; removalTag: string; job: (jobId: string, at: Date) => AsyncJobCommand; jobTag: string },
+  ): Promise<void> {
+    const removal = (await this.state(report.vmId)).removals[report.backupId];
+    const jobIds = removal?.removalJobId === report.removalJobId ? removal.jobIds : [];
     const at = new Date(report.at);
-    await this.handler.handle(
-      Streams.vmBackups(report.vmId),
-      backupDeletionDecider,
-      { type: 'FailRemoval', data: { backupId: report.backupId, removalJobId: report.removalJobId, reason: report.reason, at } },
-      { eventId: (_e, i) => deterministicId(report.removalJobId, 'failed', String(i)) },
-    );
+    await this.handler.handle(Streams.vmBackups(report.vmId), backupDeletionDecider, end.removal(at), { eventId: (_e, i) => deterministicId(report.removalJobId, end.removalTag, String(i)) });
     for (const jobId of jobIds) {
-      await this.handler.handle(
-        Streams.asyncJob(jobId),
-        asyncJobDecider,
-        { type: 'FailAsyncJob', data: { jobId, errorCode: 530, errorText: `backup ${report.backupId} could not be removed: ${report.reason}`, at } },
-        { eventId: () => deterministicId(report.removalJobId, jobId, 'job-failed') },
-      );
+      await this.handler.handle(Streams.asyncJob(jobId), asyncJobDecider, end.job(jobId, at), { eventId: () => deterministicId(report.removalJobId, jobId, end.jobTag) });
     }
   }
 

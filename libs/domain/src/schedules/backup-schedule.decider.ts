@@ -26,7 +26,7 @@ export interface BackupSchedule extends BackupScheduleSpec {
   scheduleId: string;
   vmId: string;
   userId: string;
-  /** 1 when created, +1 per update: a fire planned for an older version is ignored. */
+  /** 1 when created, +1 per update. Informational: a fire always runs with the schedule as it is when it fires. */
   version: number;
   /** BullMQ cron pattern of `schedule` (minute hour day-of-month month day-of-week). */
   cron: string;

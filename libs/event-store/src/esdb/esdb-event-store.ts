@@ -35,6 +35,7 @@ import {
   toRevisionNumber,
 } from './esdb-mapping';
 import { EsdbSubscription } from './esdb-subscription';
+import { OpenSubscriptions } from '../open-subscriptions';
 
 /** Smallest page readAll asks for: system events in $all are skipped, so pages may yield fewer events. */
 const MIN_READ_ALL_PAGE = 64;
@@ -57,7 +58,7 @@ const MAX_READ_ALL_PAGE = 4096;
 export class EsdbEventStore implements EventStore {
   private readonly client: EventStoreDBClient;
   private readonly ownsClient: boolean;
-  private readonly subscriptions = new Set<EsdbSubscription>();
+  private readonly subscriptions = new OpenSubscriptions();
   private closed = false;
 
   constructor(connection: EventStoreDBClient | string) {
@@ -155,9 +156,7 @@ export class EsdbEventStore implements EventStore {
   subscribeToAll(options: SubscribeOptions): Subscription {
     if (this.closed) throw new Error('event store is closed');
     const subscription = new EsdbSubscription(this.client, options);
-    this.subscriptions.add(subscription);
-    void subscription.done.catch(() => undefined).finally(() => this.subscriptions.delete(subscription));
-    return subscription;
+    return this.subscriptions.track(subscription);
   }
 
   comparePositions(a: Checkpoint, b: Checkpoint): number {
@@ -167,7 +166,7 @@ export class EsdbEventStore implements EventStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    await this.subscriptions.stopAll();
     if (this.ownsClient) await this.client.dispose();
   }
 

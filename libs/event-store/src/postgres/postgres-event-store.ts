@@ -19,6 +19,7 @@ import { PgChangeNotifier } from './pg-change-notifier';
 import { executeAppends, type AppendInput, type AppendOutcome } from './postgres-append-statement';
 import { PgNotificationListener } from './pg-notification-listener';
 import { PostgresSubscription } from './postgres-subscription';
+import { OpenSubscriptions } from '../open-subscriptions';
 
 /** Channel appends notify on; subscriptions LISTEN to it. */
 export const EVENTS_CHANNEL = 'strata_events';
@@ -111,7 +112,7 @@ export class PostgresEventStore implements EventStore {
   private readonly listener: PgNotificationListener;
   private readonly notifier: PgChangeNotifier;
   private readonly batcher: AppendBatcher<AppendInput, AppendOutcome>;
-  private readonly subscriptions = new Set<PostgresSubscription>();
+  private readonly subscriptions = new OpenSubscriptions();
   private closed = false;
 
   constructor(database: Pool | string, options: PostgresEventStoreOptions = {}) {
@@ -195,9 +196,7 @@ export class PostgresEventStore implements EventStore {
   subscribeToAll(options: SubscribeOptions): Subscription {
     if (this.closed) throw new Error('event store is closed');
     const subscription = new PostgresSubscription((after, limit) => this.readAll(after, limit), this.listener, options);
-    this.subscriptions.add(subscription);
-    void subscription.done.catch(() => undefined).finally(() => this.subscriptions.delete(subscription));
-    return subscription;
+    return this.subscriptions.track(subscription);
   }
 
   comparePositions(a: Checkpoint, b: Checkpoint): number {
@@ -207,7 +206,7 @@ export class PostgresEventStore implements EventStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    await this.subscriptions.stopAll();
     await this.listener.close();
     await this.notifier.close();
     if (this.ownsPool) await this.pool.end();
