@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Queue } from 'bullmq';
+import { AGENT_REPORTS_QUEUE } from '@strata/jobs';
 import { ApiClient } from '../support/api-client';
 import { createTestDomain, TestDomain, useLibvirtCleanup } from '../support/libvirt';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
@@ -74,6 +76,33 @@ describe('host agent (real libvirt, real processes)', () => {
     await until(async () => (await vm())?.state === 'Stopped', 20_000, 'the VM to be Stopped', 200);
     await domain.start();
     await until(async () => (await vm())?.state === 'Running', 20_000, 'the VM to be Running', 200);
+  });
+
+  it('stays Up while the agent-reports queue is held up: liveness does not wait behind queued reports', async () => {
+    // Paused, the queue keeps every report (heartbeats too) waiting, as a long burst of slow reports would.
+    const reports = new Queue(AGENT_REPORTS_QUEUE, { connection: { url: plane.env.STRATA_REDIS_URL, maxRetriesPerRequest: null }, prefix: plane.env.STRATA_QUEUE_PREFIX });
+    const waiting = async () => {
+      const counts = await reports.getJobCounts('wait', 'paused');
+      return counts.wait + counts.paused;
+    };
+    try {
+      await reports.pause();
+      try {
+        // Three missed 1 s beats make a silent host Disconnected; watch for more than twice that.
+        const watchUntil = Date.now() + 8000;
+        while (Date.now() < watchUntil) {
+          expect((await host())?.state).toBe('Up');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        expect(await waiting()).toBeGreaterThanOrEqual(5); // the heartbeats of those 8 s did wait
+      } finally {
+        await reports.resume();
+      }
+      await until(async () => (await waiting()) === 0, 20_000, 'the held-up reports to be worked', 200);
+      expect((await host())?.state).toBe('Up');
+    } finally {
+      await reports.close();
+    }
   });
 
   it('a host whose agent dies becomes Disconnected, and Up again when it returns', async () => {

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { SecretBox } from '@strata/application';
 import { ConfigError, createLogger, loadAgentConfig, loadConfig, redactUrl, StrataConfig } from '@strata/config';
-import { createHostWorker, HostAgent, reportsQueue } from '../../host-agent/src/host-agent';
+import { createHostWorker, HostAgent, redisHostLiveness, reportsQueue } from '../../host-agent/src/host-agent';
 import { BackupExecutor } from '../../host-agent/src/backup-executor';
 import { hostKeyCredentials, RepositoryMounter } from '../../host-agent/src/repository-mounter';
 import { DieWithParentRunner, ExecaProcessRunner, MountDriver, QemuImgDriver } from '@strata/hypervisor';
@@ -139,7 +139,7 @@ async function agent(args: string[]): Promise<void> {
   const logger = createLogger('agent', config.logLevel);
   const reports = reportsQueue(config);
   const hypervisor = new LibvirtHostHypervisor(config.libvirtUri, config.sharedLibvirt ? config.hostName : null);
-  const hostAgent = new HostAgent(config, hypervisor, reports, logger);
+  const hostAgent = new HostAgent(config, hypervisor, reports, logger, redisHostLiveness(reports, config, hostIdFor(config.hostName)));
   await hostAgent.start();
   const mounter = new RepositoryMounter(new MountDriver(new ExecaProcessRunner()), config.mountRoot, hostKeyCredentials(config.keyFile), logger);
   // Before any job: repository mounts must reach the VMs started from now on (see prepare).

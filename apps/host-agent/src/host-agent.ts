@@ -1,6 +1,6 @@
 import { Job, Queue, Worker } from 'bullmq';
 import { AgentConfig, Logger } from '@strata/config';
-import { AgentReport, AGENT_REPORTS_QUEUE, hostQueueName, HostJob, ReportedDomain } from '@strata/jobs';
+import { AgentReport, AGENT_REPORTS_QUEUE, formatHostLastSeen, hostLastSeenKey, hostQueueName, HostJob, ReportedDomain } from '@strata/jobs';
 import { HostHypervisor } from './host-hypervisor.port';
 
 /** Domains are re-sent unchanged at least this often, so a restarted management plane catches up. */
@@ -21,6 +21,8 @@ export class HostAgent {
     private readonly hypervisor: HostHypervisor,
     private readonly reports: Queue,
     private readonly logger: Logger,
+    /** Records that this host is alive, apart from the queued reports (see host-liveness.ts). */
+    private readonly alive: (at: Date) => Promise<void>,
   ) {}
 
   async start(): Promise<void> {
@@ -52,9 +54,12 @@ export class HostAgent {
 
   private async tick(): Promise<void> {
     try {
-      const at = new Date().toISOString();
+      const now = new Date();
+      const at = now.toISOString();
+      // libvirt answering is part of being alive: a host whose libvirtd hangs stops beating.
       const [versions, capabilities] = await Promise.all([this.hypervisor.versions(), this.hypervisor.capabilities()]);
       await this.send({ type: 'HostHeartbeat', hostName: this.config.hostName, zoneName: this.config.zoneName, libvirtVersion: versions.libvirt, qemuVersion: versions.qemu, capabilities, heartbeatSeconds: this.config.heartbeatSeconds, at });
+      await this.alive(now);
       const domains: ReportedDomain[] = await this.hypervisor.domains();
       const key = JSON.stringify(domains);
       if (key !== this.lastDomains || Date.now() - this.lastFullReport > FULL_REPORT_EVERY_MS) {
@@ -66,6 +71,15 @@ export class HostAgent {
       this.logger.error(`report failed: ${(error as Error).message}`);
     }
   }
+}
+
+/** The agent's own last-seen write, on the reports queue's Redis connection. */
+export function redisHostLiveness(reports: Queue, config: AgentConfig, hostId: string): (at: Date) => Promise<void> {
+  const key = hostLastSeenKey(config.queuePrefix);
+  return async (at) => {
+    const redis = await reports.client;
+    await redis.hset(key, { [hostId]: formatHostLastSeen(at.getTime(), config.heartbeatSeconds) });
+  };
 }
 
 export function reportsQueue(config: AgentConfig): Queue {

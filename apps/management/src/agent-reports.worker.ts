@@ -2,7 +2,8 @@ import { Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { DataSource } from 'typeorm';
 import { AgentReportsUseCase, BackupOutcomesUseCase, BackupRemovalUseCase, CompressionUseCase, hostIdFor, RestoreOutcomesUseCase, UnknownZoneError, ZoneDirectory } from '@strata/application';
-import { AgentReport, AGENT_REPORTS_QUEUE } from '@strata/jobs';
+import { DomainError } from '@strata/domain';
+import { AgentReport, AGENT_REPORTS_QUEUE, hostLastSeenKey, parseHostLastSeen } from '@strata/jobs';
 import { HostView, ZoneView } from '@strata/read-models';
 import { IsNull } from 'typeorm';
 import { Logger } from './dispatcher';
@@ -18,27 +19,22 @@ export function readModelZoneDirectory(db: DataSource): ZoneDirectory {
   };
 }
 
-/** A host is Disconnected after this many missed heartbeats. */
-export const MISSED_HEARTBEATS_LIMIT = 3;
-
 /**
  * Reports from the agents become events. Last-seen times live in Redis (not in events: heartbeats are
- * not decisions), so any management instance can tell that a host went silent.
+ * not decisions), written by the agents themselves (see host-liveness.ts), so any management instance can
+ * tell that a host went silent, however far behind this queue is.
  */
 export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: BackupOutcomesUseCase, restores: RestoreOutcomesUseCase, redisUrl: string, prefix: string, logger: Logger, compression: CompressionUseCase, removals: BackupRemovalUseCase | null = null): { worker: Worker; monitor: NodeJS.Timeout; redis: Redis } {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const lastSeenKey = `${prefix}:host-last-seen`;
+  const lastSeenKey = hostLastSeenKey(prefix);
   const worker = new Worker(
     AGENT_REPORTS_QUEUE,
     async (job: Job) => {
       const report = job.data as AgentReport;
       switch (report.type) {
-        case 'HostHeartbeat': {
-          const hostId = await useCase.heartbeat(report);
-          // "<last seen ms>:<silence limit ms>", so the monitor needs nothing else.
-          await redis.hset(lastSeenKey, hostId, `${Date.parse(report.at)}:${report.heartbeatSeconds * 1000 * MISSED_HEARTBEATS_LIMIT}`);
+        case 'HostHeartbeat':
+          await useCase.heartbeat(report);
           return;
-        }
         case 'DomainsReported':
           return useCase.domains(report);
         case 'BackupStarted':
@@ -86,12 +82,19 @@ export function createAgentReportsWorker(useCase: AgentReportsUseCase, backups: 
       const seen = await redis.hgetall(lastSeenKey);
       const now = Date.now();
       for (const [hostId, value] of Object.entries(seen)) {
-        const [at, limit] = value.split(':').map(Number);
-        if (now - at > limit) {
-          await useCase.disconnect(hostId, now - at);
-          await redis.hdel(lastSeenKey, hostId);
-          logger.log(`host ${hostId} silent for ${Math.round((now - at) / 1000)} s: Disconnected`);
+        const lastSeen = parseHostLastSeen(value);
+        if (lastSeen && now - lastSeen.atMs <= lastSeen.silenceLimitMs) continue;
+        const silentMs = lastSeen ? now - lastSeen.atMs : 0;
+        try {
+          if (lastSeen) await useCase.disconnect(hostId, silentMs);
+          logger.log(lastSeen ? `host ${hostId} silent for ${Math.round(silentMs / 1000)} s: Disconnected` : `host ${hostId}: unreadable last-seen value ${JSON.stringify(value)} forgotten`);
+        } catch (error) {
+          // A host that beat but never registered (its zone does not exist, say) has nothing to disconnect.
+          if (!(error instanceof DomainError && error.kind === 'not_found')) throw error;
+          logger.log(`host ${hostId} silent for ${Math.round(silentMs / 1000)} s; it never registered: ${(error as Error).message}`);
         }
+        // Only the value just judged: a beat written meanwhile stays.
+        await redis.eval("if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0", 1, lastSeenKey, hostId, value);
       }
     })().catch((error: Error) => logger.error(`host monitor: ${error.message}`));
   }, 1_000);
