@@ -133,12 +133,13 @@ describe('compression failures: free space, retries, timeouts (real processes)',
     expect(failures.map((e) => e.data.retryAt === null)).toEqual([false, false, true]);
     expect(events.filter((e) => e.type === 'CompressionFailed')).toHaveLength(1);
     for (const f of failures) expect(f.data.reason).toMatch(/not enough free space on the repository: \d+ bytes free, \d+ needed \(backup\.compression\.minimum\.free\.storage 100 x backup size \d+ bytes\)/);
-    // Each retry starts no sooner than the interval after the failure, and not much later.
+    // Each retry starts no sooner than the interval after the failure, and not much later (the slack is for
+    // the scheduler's 1 s rounds on a loaded machine).
     const interval = RETRY_MINUTES * 60_000;
     for (let i = 1; i < starts.length; i++) {
       const gap = Date.parse(starts[i].data.startedAt as string) - Date.parse(failures[i - 1].data.failedAt as string);
       expect({ retry: i, gapAtLeastInterval: gap >= interval, gapMs: gap }).toMatchObject({ retry: i, gapAtLeastInterval: true });
-      expect(gap).toBeLessThan(interval + 2500);
+      expect(gap).toBeLessThan(interval + 5000);
     }
     const [job] = await c.jobs({ backupid: b.id });
     expect(job).toMatchObject({ type: 'Starting', status: 'Failed', attempts: 3 });
@@ -167,10 +168,11 @@ describe('compression failures: free space, retries, timeouts (real processes)',
       const failures = events.filter((e) => e.type === 'CompressionAttemptFailed');
       expect(events.filter((e) => e.type === 'CompressionStarted').map((e) => e.data.attempt)).toEqual([1, 2]);
       for (const f of failures) expect(f.data.reason).toBe('the attempt exceeded backup.compression.timeout (2 s); qemu-img was killed');
-      // Two qemu-img processes, one per attempt, each killed about 2 s in; none left.
+      // Two qemu-img processes, one per attempt, each killed about 2 s in (unkilled, one would run about 12 s;
+      // the slack is for a loaded machine); none left.
       const procs = [...recorder.processes.values()].filter((p) => p.argv.some((a) => a.includes(b.id)));
       expect(procs).toHaveLength(2);
-      for (const p of procs) expect(p.lastSeen - p.firstSeen).toBeLessThan(3000);
+      for (const p of procs) expect(p.lastSeen - p.firstSeen).toBeLessThan(5000);
       expect(recorder.running()).toEqual([]);
       expect(recorder.maxConcurrent).toBe(1);
       expect((await c.jobs({ backupid: b.id }))[0]).toMatchObject({ status: 'Failed', attempts: 2, lasterror: expect.stringContaining('backup.compression.timeout') });
