@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,10 +27,10 @@ import {
  *
  * A 4 GiB disk holding 2 GiB of data (1 GiB from a seeded PRNG, 1 GiB of repetitive text) is backed up full
  * on an offering with compress=true while backup.compression.task.enabled is false. Per round, in the same
- * run: the backup file is read once (warm page cache for everyone) and copied; a bare `qemu-img convert -c
- * -O qcow2 -o compression_type=zstd` of the copy (and the same with strata's `-m`); strata's Starting job on
- * the backup (task enabled again); the bare commands again; `sync` before each timed run, so no run pays for
- * another's writeback. Round 1 uses the default backup.compression.coroutines (1), round 2 coroutines 8
+ * run: the backup file is copied; a bare `qemu-img convert -c -O qcow2 -o compression_type=zstd` of the
+ * copy (and the same with strata's `-m`); strata's Starting job on the backup (task enabled again); the bare
+ * commands again. Before each timed run the kernel is brought to the same state (settle: sync, page cache
+ * dropped, the run's input read once), so no run pays for another's writeback or cache. Round 1 uses the default backup.compression.coroutines (1), round 2 coroutines 8
  * (qemu-img's own default), on a new full backup. strata's seconds are what the agent measured from the
  * attempt's start to its report (free-space check, convert, qemu-img check, fsync, rename); the
  * API-observed seconds run from enabling the task to the job being Done in listBackupCompressionJobs.
@@ -80,6 +80,17 @@ async function bareConvert(file: string, out: string, extra: string[] = []): Pro
   const outBytes = await allocated(out);
   await rm(out, { force: true });
   return { seconds, outBytes };
+}
+
+/**
+ * The same state of the kernel before every timed run: written data on disk, the page cache emptied, then
+ * the run's input read once. A qemu-img's kernel time varied twofold (2.3 to 5.0 s) with what the run
+ * before it had left in the page cache; user time did not (1.6 to 2.0 s).
+ */
+async function settle(input: string): Promise<void> {
+  await run('sync', []);
+  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined); // root only; without it, sync alone
+  await run('dd', [`if=${input}`, 'of=/dev/null', 'bs=4M', 'status=none'], { timeoutMs: 600_000 });
 }
 
 async function setting(plane: Plane, name: string, value: string): Promise<void> {
@@ -189,24 +200,22 @@ async function main(): Promise<number> {
     const input = await allocated(held.file);
     const copy = join(work, 'copy.qcow2');
     await run('cp', ['--sparse=always', held.file, copy], { timeoutMs: 600_000 });
-    await run('sync', []);
-    await run('dd', [`if=${held.file}`, 'of=/dev/null', 'bs=4M', 'status=none'], { timeoutMs: 600_000 });
     const bareOut = join(work, 'bare.qcow2');
     // Before and after strata's job: the bare command as is (qemu-img's default -m 8) and with strata's -m.
     const same = coroutines === 8 ? [] : ['-m', String(coroutines)];
     const bare: Timed[] = [];
     const bareSameRuns: Timed[] = [];
     const bareRuns = async () => {
-      await run('sync', []);
+      await settle(copy);
       bare.push(await bareConvert(copy, bareOut));
       if (same.length) {
-        await run('sync', []);
+        await settle(copy);
         bareSameRuns.push(await bareConvert(copy, bareOut, same));
       }
     };
     await bareRuns();
     log(`round ${i + 1} (coroutines ${coroutines}), input ${(input / MiB).toFixed(0)} MiB: bare ${bare[0].seconds.toFixed(2)} s${same.length ? `, bare ${same.join(' ')} ${bareSameRuns[0].seconds.toFixed(2)} s` : ''}`);
-    await run('sync', []);
+    await settle(held.file);
     const strata = await strataCompression(plane, held.backup.id);
     log(`  strata Starting job ${strata.agentSeconds.toFixed(2)} s on the agent (${strata.apiSeconds.toFixed(2)} s through the API), Finalizing ${strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`);
     await bareRuns();
