@@ -7,7 +7,7 @@ import { compressionApi, CompressionJob, createBackupRetryingSwaps, createCompre
 import { createTestDomain, TestDomain, useLibvirtCleanup, writeRandom } from '../support/libvirt';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
 import { ProcessOverlapRecorder, qemuImgConvertOf } from '../support/process-overlap';
-import { startStrata, StrataProcess, until } from '../support/strata-process';
+import { startStrata, stopAll, StrataProcess, until } from '../support/strata-process';
 
 /** Running (a zombie waiting for a reaper counts as dead). */
 function alive(pid: number): boolean {
@@ -90,10 +90,7 @@ describe('compression limits (real processes, three hosts in one zone)', () => {
   });
 
   afterAll(async () => {
-    for (const a of Object.values(agents)) {
-      a.child.kill('SIGTERM');
-      await a.exited;
-    }
+    await stopAll(Object.values(agents));
     await domain?.destroy();
     await plane?.stop();
   });

@@ -5,7 +5,7 @@ import { agentEnv, assignWhenListed, createBackupCatalog, okCaller, waitHostUp }
 import { backingFile, createTestDomain, ExpectedDisks, run, TestDomain, useLibvirtCleanup, virsh, writePattern, writeScattered } from '../support/libvirt';
 import { compareImages } from '../support/libvirt/expected-image';
 import { RunningPlane, startManagementPlane } from '../support/management-plane';
-import { startStrata, StrataProcess, until } from '../support/strata-process';
+import { startStrata, stopAll, StrataProcess, until } from '../support/strata-process';
 
 interface Vm {
   id: string;
@@ -91,10 +91,7 @@ describe('quick restore onto another host (two agents, one libvirt)', () => {
   });
 
   afterAll(async () => {
-    for (const a of Object.values(agents)) {
-      a.child.kill('SIGTERM');
-      await a.exited;
-    }
+    await stopAll(Object.values(agents));
     await vm?.destroy();
     await plane?.stop();
   });

@@ -72,3 +72,11 @@ export async function until<T>(probe: () => Promise<T | undefined | null | false
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** SIGTERMs each process in turn and waits for it to exit (a suite's afterAll with several agents). */
+export async function stopAll(processes: Iterable<StrataProcess>): Promise<void> {
+  for (const p of processes) {
+    p.child.kill('SIGTERM');
+    await p.exited;
+  }
+}
