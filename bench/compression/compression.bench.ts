@@ -10,6 +10,7 @@ import {
   GiB,
   log,
   makeDataFile,
+  median,
   MiB,
   okFor,
   onCleanup,
@@ -226,10 +227,6 @@ async function main(): Promise<number> {
   }
 
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const median = (xs: number[]) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    return sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-  };
   const rows = [`input: a full backup file of a 4 GiB disk holding 2 GiB of data (1 GiB random, 1 GiB text), ${(rounds[0].input / MiB).toFixed(0)} MiB allocated; ${ROUNDS} round(s) per setting`];
   for (const coroutines of [1, 8]) {
     const mine = rounds.filter((r) => r.coroutines === coroutines);

@@ -12,6 +12,7 @@ import {
   Figure,
   log,
   makeDataFile,
+  median,
   MiB,
   okFor,
   onCleanup,
@@ -218,8 +219,7 @@ async function main(): Promise<number> {
       log(`round ${round}: strata quick restore, ${size}: running after ${q.runningSeconds.toFixed(2)} s, job done after ${q.seconds.toFixed(2)} s; consolidated ${consolidation.toFixed(1)} s later`);
     }
   }
-  const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-  const quickMedian = (size: '4 GiB' | '16 GiB') => ({ running: middle(quick[size].map((q) => q.running)), job: middle(quick[size].map((q) => q.job)), consolidation: middle(quick[size].map((q) => q.consolidation)) });
+  const quickMedian = (size: '4 GiB' | '16 GiB') => ({ running: median(quick[size].map((q) => q.running)), job: median(quick[size].map((q) => q.job)), consolidation: median(quick[size].map((q) => q.consolidation)) });
   const quick4 = quickMedian('4 GiB');
   const quick16 = quickMedian('16 GiB');
 

@@ -368,6 +368,12 @@ export function requireCompiledCli(): void {
   }
 }
 
+/** The median of some figures (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+}
+
 export function secondsSince(t0: number): string {
   return ((performance.now() - t0) / 1000).toFixed(1);
 }
