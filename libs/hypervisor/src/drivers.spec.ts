@@ -205,6 +205,41 @@ describe('QemuImgDriver (scripted)', () => {
     expect(runner.calls.at(-1)!.args).toEqual(['compare', '-U', '/a', '/b']);
   });
 
+  it('writes a compressed copy through the compress filter, and falls back to -c where qemu-img has no such filter', async () => {
+    const runner = new FakeRunner({});
+    const q = new QemuImgDriver(runner);
+    await q.convertCompressed('/r/b2/v.qcow2', '/r/b2/v,1.part', {
+      sourceFormat: 'qcow2', sizeBytes: 4 << 20, compressionType: 'zstd', coroutines: 1, rateLimitBytesPerSec: 1048576, backingFile: '../b1/v.qcow2', backingFormat: 'qcow2',
+    });
+    expect(runner.calls.map((c) => c.args)).toEqual([
+      ['create', '-q', '-f', 'qcow2', '-b', '../b1/v.qcow2', '-F', 'qcow2', '-o', 'compression_type=zstd', '/r/b2/v,1.part', String(4 << 20)],
+      [
+        'convert', '-q', '-n', '-f', 'qcow2', '-m', '1', '-r', '1048576', '-B', '../b1/v.qcow2', '-F', 'qcow2', '/r/b2/v.qcow2',
+        '--target-image-opts', 'driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=/r/b2/v,,1.part',
+      ],
+    ]);
+    await q.convertCompressed('/r/b1/v.qcow2', '/r/b1/v.part', { sourceFormat: 'qcow2', sizeBytes: 1 << 20, compat: '0.10' });
+    expect(runner.calls.slice(2).map((c) => c.args)).toEqual([
+      ['create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', '/r/b1/v.part', String(1 << 20)],
+      ['convert', '-q', '-n', '-f', 'qcow2', '--target-is-zero', '/r/b1/v.qcow2', '--target-image-opts', 'driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=/r/b1/v.part'],
+    ]);
+    await expect(q.convertCompressed('a', 'b', { sourceFormat: 'qcow2', sizeBytes: 1, coroutines: 0 })).rejects.toThrow(/1\.\.16/);
+
+    const old = new FakeRunner({ 'driver=compress': { exitCode: 1, stderr: "qemu-img: Could not open 'driver=compress,...': Unknown driver 'compress'" } });
+    const q2 = new QemuImgDriver(old);
+    const options = { sourceFormat: 'qcow2', sizeBytes: 1 << 20, compressionType: 'zstd', coroutines: 2 } as const;
+    await q2.convertCompressed('/r/v.qcow2', '/r/v.part', options);
+    const plain = ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd', '-m', '2', '/r/v.qcow2', '/r/v.part'];
+    expect(old.calls.map((c) => c.args[0])).toEqual(['create', 'convert', 'convert']);
+    expect(old.calls[2].args).toEqual(plain);
+    await q2.convertCompressed('/r/v.qcow2', '/r/v.part', options); // remembered: -c straight away
+    expect(old.calls.slice(3).map((c) => c.args)).toEqual([plain]);
+
+    // Any other failure of the filter's convert is the caller's, not a reason for -c.
+    const failing = new QemuImgDriver(new FakeRunner({ 'driver=compress': { exitCode: 1, stderr: 'qemu-img: error while writing at byte 0: No space left on device' } }));
+    await expect(failing.convertCompressed('/r/v.qcow2', '/r/v.part', options)).rejects.toThrow(/No space left/);
+  });
+
   it('types a lock failure', async () => {
     const runner = new FakeRunner({ info: { exitCode: 1, stderr: `qemu-img: Could not open '/d.qcow2': Failed to get shared "write" lock\nIs another process using the image [/d.qcow2]?` } });
     const e = (await new QemuImgDriver(runner).info('/d.qcow2').catch((x: unknown) => x)) as ImageLockedError;

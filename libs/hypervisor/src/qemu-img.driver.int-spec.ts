@@ -98,6 +98,46 @@ describe('QemuImgDriver (real qemu-img)', () => {
     expect((await qemuImg.check(side)).clean).toBe(true);
   });
 
+  it('writes through the compress filter what convert -c writes: the same allocation, compressed clusters, backing file and content', async () => {
+    const d = join(dir, 'filter, with a comma');
+    await mkdir(join(d, 'b1'), { recursive: true });
+    await mkdir(join(d, 'b2'));
+    const base = join(d, 'b1', 'v.qcow2');
+    const top = join(d, 'b2', 'v.qcow2');
+    await qemuImg.create(base, { format: 'qcow2', sizeBytes: 64 * MiB });
+    await write(base, 0x11, 0, 8 * MiB);
+    await runner.run('qemu-io', ['-f', 'qcow2', '-c', 'write -z 8M 2M', base]);
+    await qemuImg.create(top, { format: 'qcow2', backingFile: '../b1/v.qcow2', backingFormat: 'qcow2' });
+    await write(top, 0x22, 2 * MiB, 3 * MiB);
+    await runner.run('qemu-io', ['-f', 'qcow2', '-c', 'write -z 6M 1M', top]);
+    const shape = async (path: string) => (await qemuImg.map(path)).map(({ start, length, depth, zero, data }) => ({ start, length, depth, zero, data }));
+
+    const cases = [
+      { name: 'full, zstd', source: base, options: { compressionType: 'zstd' as const }, backing: null },
+      { name: 'full, v2 zlib', source: base, options: { compat: '0.10' as const }, backing: null },
+      { name: 'incremental, zstd', source: top, options: { compressionType: 'zstd' as const }, backing: '../b1/v.qcow2' },
+    ];
+    for (const c of cases) {
+      const viaFilter = `${c.source}.filter`;
+      const viaC = `${c.source}.c`;
+      const backing = c.backing ? { backingFile: c.backing, backingFormat: 'qcow2' } : {};
+      await qemuImg.convertCompressed(c.source, viaFilter, { sourceFormat: 'qcow2', sizeBytes: 64 * MiB, coroutines: 1, rateLimitBytesPerSec: 1024 * MiB, ...c.options, ...backing });
+      await qemuImg.convert(c.source, viaC, { sourceFormat: 'qcow2', outputFormat: 'qcow2', compress: true, ...c.options, ...backing });
+      const [a, b] = [await qemuImg.info(viaFilter), await qemuImg.info(viaC)];
+      expect({ case: c.name, compressionType: a.compressionType, compat: a.compat, backing: a.backingFilename, size: a.virtualSizeBytes }).toEqual({
+        case: c.name, compressionType: b.compressionType, compat: b.compat, backing: c.backing, size: 64 * MiB,
+      });
+      expect(a.compressionType).toBe(c.options.compat ? 'zlib' : 'zstd');
+      expect(await shape(viaFilter)).toEqual(await shape(viaC));
+      const [ca, cb] = [await qemuImg.check(viaFilter), await qemuImg.check(viaC)];
+      expect(ca.clean).toBe(true);
+      expect(ca.allocatedClusters).toBeGreaterThan(0);
+      expect([ca.allocatedClusters, ca.compressedClusters]).toEqual([cb.allocatedClusters, cb.compressedClusters]);
+      expect(ca.compressedClusters).toBe(ca.allocatedClusters);
+      expect(await qemuImg.compare(c.source, viaFilter)).toBe(true);
+    }
+  });
+
   it('adds, lists, clears and removes persistent bitmaps', async () => {
     const path = join(dir, 'bitmaps.qcow2');
     await qemuImg.create(path, { format: 'qcow2', sizeBytes: 16 * MiB });
