@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { CommandFailedError, ConvertOptions, ImageInfo, QemuImgDriver } from '@strata/hypervisor';
+import { CommandFailedError, CompressedConvertOptions, ImageInfo, QemuImgDriver } from '@strata/hypervisor';
 import { AgentReport, FinalizeCompressionJobData, StartCompressionJobData } from '@strata/jobs';
 import { CompressionExecutor } from './compression-executor';
 
@@ -9,8 +9,8 @@ const quiet = { debug: () => undefined, log: () => undefined, warn: () => undefi
 
 /** qemu-img without qemu: convert writes a marker file; info and check answer what the test says. */
 class FakeQemuImg {
-  converts: { source: string; target: string; options: ConvertOptions }[] = [];
-  convertImpl: (source: string, target: string, options: ConvertOptions) => Promise<void> = async (_s, target) => writeFile(target, 'compressed!');
+  converts: { source: string; target: string; options: CompressedConvertOptions }[] = [];
+  convertImpl: (source: string, target: string, options: CompressedConvertOptions) => Promise<void> = async (_s, target) => writeFile(target, 'compressed!');
   backing: string | null = null;
   compat = '1.1';
 
@@ -37,7 +37,7 @@ class FakeQemuImg {
     return { clean: true, checkErrors: 0, corruptions: 0, leaks: 0 };
   }
 
-  async convert(source: string, target: string, options: ConvertOptions): Promise<void> {
+  async convertCompressed(source: string, target: string, options: CompressedConvertOptions): Promise<void> {
     this.converts.push({ source, target, options });
     await this.convertImpl(source, target, options);
   }
@@ -87,7 +87,7 @@ describe('CompressionExecutor', () => {
     expect(qemu.converts).toHaveLength(1);
     const c = qemu.converts[0];
     expect(basename(c.target)).toBe('v1.qcow2.a1.zpart');
-    expect(c.options).toMatchObject({ sourceFormat: 'qcow2', outputFormat: 'qcow2', compress: true, compressionType: 'zstd', coroutines: 3, rateLimitBytesPerSec: 2 * 1024 * 1024, backingFile: '../b1/v1.qcow2', backingFormat: 'qcow2' });
+    expect(c.options).toMatchObject({ sourceFormat: 'qcow2', sizeBytes: 1 << 20, compressionType: 'zstd', coroutines: 3, rateLimitBytesPerSec: 2 * 1024 * 1024, backingFile: '../b1/v1.qcow2', backingFormat: 'qcow2' });
     expect(await files()).toEqual(['manifest.json', 'v1.qcow2', 'v1.qcow2.zside']);
     expect(await readFile(join(root, file), 'utf8')).toBe('original');
     const side = await stat(join(root, `${file}.zside`), { bigint: true });

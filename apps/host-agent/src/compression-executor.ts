@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Logger } from '@strata/config';
-import { CommandFailedError, ConvertOptions, ImageInfo, QemuImgDriver } from '@strata/hypervisor';
+import { CommandFailedError, CompressedConvertOptions, ImageInfo, QemuImgDriver } from '@strata/hypervisor';
 import { AgentReport, CompressedSideFileReport, DiscardSideFilesJobData, FinalizeCompressionJobData, PARTIAL_SIDE_SUFFIX, RepositoryAccess, SIDE_SUFFIX, StartCompressionJobData } from '@strata/jobs';
 
 /** Why an attempt did not succeed, in the words the job list shows (`lasterror`). */
@@ -55,11 +55,12 @@ type Report = (r: AgentReport) => Promise<void>;
 /**
  * KNIB's compression jobs on this host.
  *
- * Starting: checks the repository's free space, then for each volume `qemu-img convert -c` into a side
- * file next to the backup's file (zstd, or zlib when the offering says so or the image cannot take zstd;
- * the same backing file, by the same relative name, so an incremental stays an incremental; `-m` and `-r`
- * from the settings), checks it (`qemu-img check`, virtual size, backing file) and renames it from its
- * per-attempt partial name to `<file>.zside`. Nothing touches the backup's own file; a failure, timeout or
+ * Starting: checks the repository's free space, then for each volume writes a compressed qcow2 copy (what
+ * `qemu-img convert -c` makes, written through QEMU's compress filter) into a side file next to the
+ * backup's file (zstd, or zlib when the offering says so or the image cannot take zstd; the same backing
+ * file, by the same relative name, so an incremental stays an incremental; `-m` and `-r` from the
+ * settings), checks it (`qemu-img check`, virtual size, backing file) and renames it from its per-attempt
+ * partial name to `<file>.zside`. Nothing touches the backup's own file; a failure, timeout or
  * cancellation removes what the attempt wrote. A retried attempt reuses side files an earlier attempt
  * completed (the rename to `.zside` is their commit point) and redoes the rest.
  *
@@ -239,7 +240,7 @@ export class CompressionExecutor {
     }
   }
 
-  /** `qemu-img convert -c` of one file into its side file; returns the compression type used. */
+  /** A compressed qcow2 copy of one file into its side file (see QemuImgDriver.convertCompressed); returns the compression type used. */
   private async convert(job: StartCompressionJobData, file: string, part: string, original: ImageInfo, signal: AbortSignal): Promise<'zstd' | 'zlib'> {
     if (original.format !== 'qcow2') throw new CompressionAttemptError(`${basename(file)} is ${original.format}, not qcow2`);
     const v2 = original.compat === '0.10';
@@ -247,18 +248,17 @@ export class CompressionExecutor {
     // (then zlib, below), and remembers so.
     let type: 'zstd' | 'zlib' = job.library === 'zstd' && !v2 && this.zstd !== false ? 'zstd' : 'zlib';
     const run = (t: 'zstd' | 'zlib') => {
-      const options: ConvertOptions = {
+      const options: CompressedConvertOptions = {
         sourceFormat: 'qcow2',
-        outputFormat: 'qcow2',
-        compress: true,
+        sizeBytes: original.virtualSizeBytes,
         ...(v2 ? { compat: '0.10' as const } : { compressionType: t }),
         coroutines: Math.min(16, Math.max(1, Math.floor(job.coroutines))),
         ...(job.rateLimitMBps >= 1 && { rateLimitBytesPerSec: Math.floor(job.rateLimitMBps * MiB) }),
         signal,
       };
       // The same backing file, by the same (relative) name: only what the top image holds is written.
-      if (original.backingFilename) return this.qemuImg.convert(file, part, { ...options, backingFile: original.backingFilename, backingFormat: original.backingFormat ?? 'qcow2' });
-      return this.qemuImg.convert(file, part, options);
+      if (original.backingFilename) return this.qemuImg.convertCompressed(file, part, { ...options, backingFile: original.backingFilename, backingFormat: original.backingFormat ?? 'qcow2' });
+      return this.qemuImg.convertCompressed(file, part, options);
     };
     try {
       await run(type);
