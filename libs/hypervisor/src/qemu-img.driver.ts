@@ -380,8 +380,8 @@ export class QemuImgDriver {
   }
 
   /**
-   * A qcow2 copy of `source` in which every written cluster is compressed, as `convert -c` makes it, written
-   * through QEMU's `compress` filter: `create` makes the target (compression type, compat, backing file),
+   * The compressed qcow2 copy of `source` that `convert -c` makes (a cluster that does not shrink is stored
+   * as it is, by both), written through QEMU's `compress` filter: `create` makes the target (compression type, compat, backing file),
    * then `convert -n` writes into it (`--target-is-zero` for a new image without a backing file, `-B` with
    * one). Why not `-c`: with it, convert moves one cluster (64 KiB) per request, and each request crosses
    * QEMU's thread pool to be read, compressed and written; through the filter it reads 2 MiB per request
