@@ -132,7 +132,7 @@ describe('compression limits (real processes, three hosts in one zone)', () => {
       expect(apiView.byHost[hostAId] ?? 0).toBeLessThanOrEqual(2);
       expect(statuses.has('Compressing')).toBe(true);
       // -m and -r from the settings, written through the compress filter (compression-chain checks the
-      // files: zstd, every cluster compressed).
+      // files: zstd, backing file, content; the driver's int test that they match what convert -c makes).
       for (const p of recorder.processes.values()) {
         const args = p.argv.join(' ');
         expect(args).toContain('-m 2');
