@@ -208,9 +208,9 @@ async function main(): Promise<number> {
   );
   log(`strata api, agent and domain ${domain.name} ready (${secondsSince(t)} s)`);
 
-  // Each round: a fresh full backup held back, its file read once (warm cache for everyone) and copied;
-  // bare qemu-img on the copy, strata's Starting job on the backup, bare on the copy again.
-  const rounds: { coroutines: number; input: number; bare: Timed[]; bareSame: Timed; strata: Awaited<ReturnType<typeof strataCompression>> }[] = [];
+  // Each round: a fresh full backup held back and copied; the bare runs on the copy, strata's Starting job
+  // on the backup, the bare runs on the copy again; settle() before each.
+  const rounds: { coroutines: number; input: number; bare: Timed[]; bareOwn: Timed; strata: Awaited<ReturnType<typeof strataCompression>> }[] = [];
   const plan = [1, 8].flatMap((coroutines) => Array.from({ length: ROUNDS }, () => coroutines));
   for (const [i, coroutines] of plan.entries()) {
     await setting(plane, 'backup.compression.coroutines', String(coroutines));
@@ -222,23 +222,23 @@ async function main(): Promise<number> {
     const bareOut = join(work, 'bare.qcow2');
     // Before and after strata's job: the bare command as is (qemu-img's default -m 8), and strata's invocation.
     const bare: Timed[] = [];
-    const bareSameRuns: Timed[] = [];
+    const bareOwnRuns: Timed[] = [];
     const bareRuns = async () => {
       await settle(copy);
       bare.push(await bareConvert(copy, bareOut));
       await settle(copy);
-      bareSameRuns.push(await bareStrataInvocation(copy, bareOut, coroutines));
+      bareOwnRuns.push(await bareStrataInvocation(copy, bareOut, coroutines));
     };
     await bareRuns();
-    log(`round ${i + 1} (coroutines ${coroutines}), input ${(input / MiB).toFixed(0)} MiB: bare ${bare[0].seconds.toFixed(2)} s, strata's invocation bare ${bareSameRuns[0].seconds.toFixed(2)} s`);
+    log(`round ${i + 1} (coroutines ${coroutines}), input ${(input / MiB).toFixed(0)} MiB: bare ${bare[0].seconds.toFixed(2)} s, strata's invocation bare ${bareOwnRuns[0].seconds.toFixed(2)} s`);
     await settle(held.file);
     const strata = await strataCompression(plane, held.backup.id);
     log(`  strata Starting job ${strata.agentSeconds.toFixed(2)} s on the agent (${strata.apiSeconds.toFixed(2)} s through the API), Finalizing ${strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`);
     await bareRuns();
-    log(`  bare again ${bare[1].seconds.toFixed(2)} s, strata's invocation bare ${bareSameRuns[1].seconds.toFixed(2)} s`);
-    const bareSame = { seconds: (bareSameRuns[0].seconds + bareSameRuns[1].seconds) / 2, outBytes: bareSameRuns[0].outBytes };
+    log(`  bare again ${bare[1].seconds.toFixed(2)} s, strata's invocation bare ${bareOwnRuns[1].seconds.toFixed(2)} s`);
+    const bareOwn = { seconds: (bareOwnRuns[0].seconds + bareOwnRuns[1].seconds) / 2, outBytes: bareOwnRuns[0].outBytes };
     await rm(copy, { force: true });
-    rounds.push({ coroutines, input, bare, bareSame, strata });
+    rounds.push({ coroutines, input, bare, bareOwn, strata });
   }
 
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -246,16 +246,16 @@ async function main(): Promise<number> {
   for (const coroutines of [1, 8]) {
     const mine = rounds.filter((r) => r.coroutines === coroutines);
     const vsBare = mine.map((r) => mean(r.bare.map((b) => b.seconds)) / r.strata.agentSeconds);
-    const vsSame = mine.map((r) => r.bareSame.seconds / r.strata.agentSeconds);
+    const vsOwn = mine.map((r) => r.bareOwn.seconds / r.strata.agentSeconds);
     const overhead = mine.filter((r) => r.strata.convertSeconds !== null).map((r) => r.strata.agentSeconds - r.strata.convertSeconds!);
     rows.push(`coroutines ${coroutines}${coroutines === 1 ? ' (default)' : " (qemu-img's own default)"}:`);
     for (const [k, r] of mine.entries()) {
       rows.push(
-        `  round ${k + 1}: strata Starting job ${r.strata.agentSeconds.toFixed(2)} s (qemu-img convert ${r.strata.convertSeconds?.toFixed(1) ?? 'n/a'} s; ${r.strata.apiSeconds.toFixed(2)} s through the API) = ${mibps(r.input, r.strata.agentSeconds)}; bare ${r.bare.map((b) => `${b.seconds.toFixed(2)} s`).join(' / ')} (before / after), strata's invocation bare ${r.bareSame.seconds.toFixed(2)} s (mean); Finalizing ${r.strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`,
+        `  round ${k + 1}: strata Starting job ${r.strata.agentSeconds.toFixed(2)} s (qemu-img convert ${r.strata.convertSeconds?.toFixed(1) ?? 'n/a'} s; ${r.strata.apiSeconds.toFixed(2)} s through the API) = ${mibps(r.input, r.strata.agentSeconds)}; bare ${r.bare.map((b) => `${b.seconds.toFixed(2)} s`).join(' / ')} (before / after), strata's invocation bare ${r.bareOwn.seconds.toFixed(2)} s (mean); Finalizing ${r.strata.finalizingSeconds?.toFixed(2) ?? 'n/a'} s`,
       );
     }
     rows.push(`  median throughput ratio strata/bare: ${median(vsBare).toFixed(2)} (target >= 0.9; per round ${vsBare.map((x) => x.toFixed(2)).join(', ')})`);
-    rows.push(`  median ratio strata's job / strata's invocation run bare (the job's own cost): ${median(vsSame).toFixed(2)} (per round ${vsSame.map((x) => x.toFixed(2)).join(', ')})`);
+    rows.push(`  median ratio strata's job / strata's invocation run bare (the job's own cost): ${median(vsOwn).toFixed(2)} (per round ${vsOwn.map((x) => x.toFixed(2)).join(', ')})`);
     if (overhead.length) rows.push(`  the job's own time beyond qemu-img convert (free-space check, info, check, fsync, rename, report): median ${median(overhead).toFixed(2)} s`);
     const last = mine[mine.length - 1];
     rows.push(`  size ratio compressed/uncompressed: strata ${(last.strata.backup.size / last.strata.backup.uncompressedsize).toFixed(3)} (${(last.strata.backup.size / MiB).toFixed(1)} of ${(last.strata.backup.uncompressedsize / MiB).toFixed(1)} MiB), bare ${(mean(last.bare.map((b) => b.outBytes)) / last.input).toFixed(3)}`);
